@@ -1,0 +1,1 @@
+"""C++ sources of vqfast's compiled ops; built on first use by ``vqfast.ops._extension``."""

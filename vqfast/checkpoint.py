@@ -1,0 +1,170 @@
+"""Reading the authors' Lightning checkpoints, and vqfast's own ``save_pretrained`` format
+(``model.safetensors`` + ``config.json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from pathlib import Path
+
+import torch
+
+from vqfast.io import atomic_write
+
+# The authors' training-script argument -> VQShape keyword. Entries missing from older
+# checkpoints fall back as their code does (tokenizer settings: the encoder's).
+OFFICIAL_HPARAMS = {
+    "normalize_length": "len_input",
+    "dim_embedding": "dim_embedding",
+    "patch_size": "patch_size",
+    "num_patch": "num_patch",
+    "num_token": "num_token",
+    "num_transformer_enc_heads": "num_enc_head",
+    "num_transformer_enc_layers": "num_enc_layer",
+    "num_tokenizer_heads": "num_tokenizer_head",
+    "num_tokenizer_layers": "num_tokenizer_layer",
+    "num_transformer_dec_heads": "num_dec_head",
+    "num_transformer_dec_layers": "num_dec_layer",
+    "len_s": "len_s",
+    "s_smooth_factor": "s_smooth_factor",
+    "num_code": "num_code",
+    "dim_code": "dim_code",
+    "codebook_type": "codebook_type",
+    "lambda_vq_commit": "lambda_commit",
+    "lambda_vq_entropy": "lambda_entropy",
+    "entropy_gamma": "entropy_gamma",
+    "mask_ratio": "mask_ratio",
+}
+FALLBACKS = {
+    "num_tokenizer_heads": "num_transformer_enc_heads",
+    "num_tokenizer_layers": "num_transformer_enc_layers",
+}
+LOSS_HPARAMS = ("lambda_x", "lambda_z", "lambda_s", "lambda_dist")
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class _AttributeDict(dict):
+    """Stands in for Lightning's ``AttributeDict`` when reading a checkpoint without Lightning."""
+
+
+# Globals that Lightning checkpoints hold besides tensors, mapped to harmless stand-ins so that the
+# checkpoint still loads with weights_only=True (no arbitrary code runs).
+_STAND_INS = [
+    (_AttributeDict, "lightning.fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "lightning_fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (_AttributeDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
+    (argparse.Namespace, "argparse.Namespace"),
+]
+
+
+def read_official(path, map_location="cpu") -> dict:
+    """The checkpoint dict, read with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with torch.serialization.safe_globals(_STAND_INS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain settings, so it is not read "
+            f"(weights_only=True). The loader said: {str(exc).splitlines()[0]}"
+        ) from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def official_config(hparams) -> tuple[dict, dict]:
+    """``(VQShape keywords, loss weights)`` from the authors' ``hyper_parameters``."""
+    hp = dict(vars(hparams)) if isinstance(hparams, argparse.Namespace) else dict(hparams)
+    config, missing = {}, []
+    for key, name in OFFICIAL_HPARAMS.items():
+        if key in hp:
+            config[name] = hp[key]
+        elif key in FALLBACKS and FALLBACKS[key] in hp:
+            config[name] = hp[FALLBACKS[key]]
+        elif key in ("codebook_type", "mask_ratio"):
+            continue
+        else:
+            missing.append(key)
+    if missing:
+        raise ValueError(f"the checkpoint's hyper_parameters lack {missing}")
+    weights = {k: float(hp[k]) for k in LOSS_HPARAMS if k in hp}
+    return config, weights
+
+
+def load_official(cls, path, map_location="cpu", **overrides):
+    ckpt = read_official(path, map_location)
+    config, loss_weights = official_config(ckpt.get("hyper_parameters", {}))
+    config.update(overrides)
+    model = cls(**config)
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if not state:
+        raise ValueError(f"{path}: no parameters with the 'model.' prefix in state_dict")
+    model.load_state_dict(state, strict=True)
+    model.loss_weights.update(loss_weights)
+    return model.to(map_location).eval()
+
+
+def save_pretrained(model, directory) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config = {
+        "model_type": type(model).__name__,
+        "vqfast_version": _version(),
+        "config": model.config,
+        "loss_weights": dict(model.loss_weights),
+    }
+    # Weights first, config last: a directory with a config always has its weights.
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p)))
+    atomic_write(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def read_config(directory) -> dict:
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"{directory} holds no {CONFIG_NAME}; expected a folder written by save_pretrained "
+            "(for the authors' .ckpt files use VQShape.from_official_checkpoint)"
+        )
+    return json.loads(cfg_path.read_text())
+
+
+def load_pretrained(cls, directory, map_location="cpu", **overrides):
+    from safetensors.torch import load_file
+
+    import vqfast
+
+    directory = Path(directory)
+    meta = read_config(directory)
+    model_cls = getattr(vqfast, meta.get("model_type", cls.__name__), cls)
+    if not issubclass(model_cls, cls):
+        model_cls = cls
+    config = {**meta["config"], **overrides}
+    model = model_cls(**config)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} has a config but no {WEIGHTS_NAME}")
+    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    model.loss_weights.update(meta.get("loss_weights", {}))
+    return model.to(map_location).eval()
+
+
+def _version() -> str:
+    from vqfast import __version__
+
+    return __version__
+
+
+__all__ = ["load_official", "load_pretrained", "official_config", "read_official",
+           "save_pretrained"]

@@ -1,0 +1,30 @@
+"""Small pieces of VQShape's math that are not ops: normalization statistics and the
+disentanglement loss."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-series ``mean`` and ``sqrt(unbiased var + 1e-5)``, both ``(B, 1)``."""
+    return x.mean(dim=-1, keepdim=True), (x.var(dim=-1, keepdim=True) + 1e-5).sqrt()
+
+
+def disentanglement_loss(
+    t: torch.Tensor, l: torch.Tensor, l_min: float, threshold: float = 0.2
+) -> torch.Tensor:
+    """Push apart tokens that sit at the same place and scale.
+
+    Each token ``(t, l)`` maps to ``r [cos(pi t), sin(pi t)]`` with ``r = log(l) / log(l_min)``;
+    the loss is ``relu(threshold - |v_i - v_j|)`` over pairs ``i != j`` of a sample, averaged over
+    all ``B*N*N`` entries (the zeroed diagonal included), as in the authors' code.
+    """
+    r = l.log() / (torch.ones_like(l) * l_min).log()
+    v = torch.cat([torch.cos(math.pi * t) * r, torch.sin(math.pi * t) * r], dim=-1)
+    d = torch.norm(v.unsqueeze(1) - v.unsqueeze(2), dim=-1)
+    loss = torch.relu(threshold - d)
+    off_diagonal = torch.ones_like(loss) - torch.eye(loss.shape[-1], device=loss.device).unsqueeze(0)
+    return (loss * off_diagonal).mean()

@@ -1,0 +1,37 @@
+"""Writing files so that nothing a user saved is ever half-written: write a temporary file in the
+same folder, flush it to disk, then rename it over the target (atomic on POSIX)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path, content: str | bytes | Callable[[Path], object]) -> Path:
+    """Write ``content`` (text, bytes, or a function that writes to the path it is given)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        if callable(content):
+            os.close(fd)
+            content(tmp)
+        else:
+            data = content.encode() if isinstance(content, str) else content
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path, obj) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,24 @@
+"""vqfast's numerical ops, each a registered ``torch.library`` custom op with a pure-torch reference.
+
+Every op takes ``backend="auto" | "cpp" | "triton" | "reference"`` (``None``: the environment
+variable ``VQFAST_BACKEND``, default ``auto``). ``backends()`` says what ``auto`` runs here.
+"""
+
+from vqfast.ops._backend import BACKENDS, BackendUnavailableError, backends
+from vqfast.ops.quantize import code_histogram, code_histogram_ref, nearest_code, nearest_code_ref
+from vqfast.ops.subsequence import extract_subsequence, extract_subsequence_ref
+from vqfast.ops.vq_loss import vq_loss, vq_loss_ref
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "backends",
+    "code_histogram",
+    "code_histogram_ref",
+    "extract_subsequence",
+    "extract_subsequence_ref",
+    "nearest_code",
+    "nearest_code_ref",
+    "vq_loss",
+    "vq_loss_ref",
+]
