@@ -4,8 +4,9 @@
 //
 // The forward pass reproduces, operation for operation, the authors' path
 //   grid = 2 * pos / (T-1) - 1;  grid_sample(bilinear, align_corners=True, padding="border")
-// so that float32 results are bit-identical to it on this torch's CPU kernels. The backward pass follows
-// grid_sample's conventions:
+// so that float32 results are bit-identical to it for smooth == 1 (the moving average accumulates
+// like conv1d's direct kernel: equal, or within an ulp for shapes where conv1d sums differently).
+// The backward pass follows grid_sample's conventions:
 //   * at an integer position the slope used for t and l is the right-hand one, x[i+1] - x[i];
 //   * a position at or beyond the ends (<= 0 or >= T-1 after the round trip) passes no gradient
 //     to t and l (border padding is flat there);
@@ -78,8 +79,8 @@ void smooth_forward(const scalar_t* in, scalar_t* out, int64_t S, int64_t width,
   for (int64_t q = 0; q < S + 2 * pad; ++q) {
     padded[q] = in[std::min(std::max(q - pad, int64_t(0)), S - 1)];
   }
-  // conv1d's CPU kernel accumulates the taps in order with fma; so do we (bit-identical). Taps in
-  // the outer loop keep the inner loop vectorizable.
+  // conv1d's direct CPU kernel accumulates the taps in order with fma; so do we. Taps in the
+  // outer loop keep the inner loop vectorizable.
   const scalar_t w = scalar_t(1) / static_cast<scalar_t>(width);
   for (int64_t j = 0; j < S; ++j) out[j] = scalar_t(0);
   for (int64_t k = 0; k < width; ++k) {

@@ -46,17 +46,14 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class _AttributeDict(dict):
-    """Stands in for Lightning's ``AttributeDict`` when reading a checkpoint without Lightning."""
-
-
-# Globals that Lightning checkpoints hold besides tensors, mapped to harmless stand-ins so that the
-# checkpoint still loads with weights_only=True (no arbitrary code runs).
+# Globals that Lightning checkpoints hold besides tensors, read as harmless stand-ins so that the
+# checkpoint still loads with weights_only=True (no arbitrary code runs, Lightning not needed):
+# its AttributeDict (a dict subclass) is read as a plain dict.
 _STAND_INS = [
-    (_AttributeDict, "lightning.fabric.utilities.data.AttributeDict"),
-    (_AttributeDict, "lightning_fabric.utilities.data.AttributeDict"),
-    (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
-    (_AttributeDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
+    (dict, "lightning.fabric.utilities.data.AttributeDict"),
+    (dict, "lightning_fabric.utilities.data.AttributeDict"),
+    (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (dict, "lightning.pytorch.utilities.parsing.AttributeDict"),
     (argparse.Namespace, "argparse.Namespace"),
 ]
 

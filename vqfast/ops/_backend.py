@@ -76,6 +76,13 @@ def _why_not(op: str, backend: str, device: torch.device) -> str | None:
 
 def resolve(op: str, backend: str | None, device: torch.device) -> str:
     """The implementation that a call of ``op`` with ``backend`` runs for tensors on ``device``."""
+    return _resolve(op, backend, torch.device(device).type)
+
+
+# torch.compile treats the answer as a constant (it depends on the environment, not on tensors).
+@torch.compiler.assume_constant_result
+def _resolve(op: str, backend: str | None, device_type: str) -> str:
+    device = torch.device(device_type)
     requested = default_backend() if backend is None else str(backend).lower()
     if requested not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
@@ -84,6 +91,10 @@ def resolve(op: str, backend: str | None, device: torch.device) -> str:
         for candidate in preference:
             if _why_not(op, candidate, device) is None:
                 return candidate
+        if device.type == "cpu":
+            from vqfast.ops import _extension
+
+            _extension.warn_fallback_once(op)
         return "reference"
     reason = _why_not(op, requested, device)
     if reason is not None:

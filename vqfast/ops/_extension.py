@@ -94,12 +94,50 @@ def load(verbose: bool = False) -> None:
             _build(verbose)
         except Exception as exc:  # a compiler error, missing ninja, ...
             _state["error"] = (
-                f"building vqfast's C++ ops failed ({type(exc).__name__}: {exc}). They need a C++17 "
-                "compiler with OpenMP and ninja (pip install ninja); run `python -m vqfast.build "
-                "--verbose` to see the whole compiler output"
+                f"building vqfast's C++ ops failed ({type(exc).__name__}: {exc}). They need a "
+                "C++17 compiler with OpenMP and ninja (pip install ninja); run `python -m "
+                "vqfast.build --verbose` to see the whole compiler output"
             )
             raise RuntimeError(_state["error"]) from exc
+        _register_fakes()
         _state["loaded"] = True
+
+
+def _register_fakes() -> None:
+    """Shapes of the C++ ops' outputs, for FakeTensor tracing (torch.compile, opcheck)."""
+
+    def acc(*tensors):
+        return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+    fake = torch.library.register_fake
+
+    @fake("vqfast_C::extract_subsequence")
+    def _(x, t, l, length, smooth):
+        return x.new_empty((t.shape[0], t.shape[1], length))
+
+    @fake("vqfast_C::extract_subsequence_backward")
+    def _(grad, x, t, l, length, smooth):
+        return torch.empty_like(x), torch.empty_like(t), torch.empty_like(l)
+
+    @fake("vqfast_C::nearest_code")
+    def _(z, codebook):
+        return (z.new_empty(z.shape[0], dtype=torch.int64),
+                z.new_empty(z.shape[0], dtype=acc(z, codebook)))
+
+    @fake("vqfast_C::code_histogram")
+    def _(indices, num_code):
+        return indices.new_empty((indices.shape[0], num_code), dtype=torch.int64)
+
+    @fake("vqfast_C::vq_loss_forward")
+    def _(z, codebook, commit, entropy, gamma, temperature):
+        a = acc(z, codebook)
+        M, K = z.shape[0], codebook.shape[0]
+        return (z.new_empty((), dtype=a), z.new_empty(M, dtype=torch.int64),
+                z.new_empty(M, dtype=a), z.new_empty(M, dtype=a), z.new_empty(K, dtype=a))
+
+    @fake("vqfast_C::vq_loss_backward")
+    def _(grad, z, codebook, indices, row_max, log_norm, mean_p, *args):
+        return torch.empty_like(z), torch.empty_like(codebook)
 
 
 def load_error() -> str | None:
