@@ -168,10 +168,11 @@ void backward_chunk(const T* z, const T* codebook, int64_t begin, int64_t end,
     if (!entropy) continue;
     const T* rows[1] = {zr};
     distance_blocks<T, 1, DC>(rows, cb, dist.data());
-    const T shift = row_max[n] + log_norm[n];
+    // (a - m) - log Z, in this order: a and m are large when tau is small, their difference is not
+    const T m = row_max[n], log_z = log_norm[n];
     V dot{};
     for (int64_t b = 0; b < blocks; ++b) {
-      const V logp = -dist[b] / tau - shift;
+      const V logp = (-dist[b] / tau - m) - log_z;
       const V p = vexp(logp);
       // h'(p) = -(log p + 1) where p >= eps, else -log(eps)
       const V hprime = p >= static_cast<T>(kEps) ? -(logp + T(1)) : V{} + neg_log_eps;

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vqfast.kernels.nearest_code import block_size, device_guard
+from .nearest_code import block_size, device_guard
 
 
 @triton.jit
@@ -25,7 +25,8 @@ def _code_histogram_kernel(idx_ptr, hist_ptr, N, K, BLOCK_N: tl.constexpr):
 
 
 def code_histogram(indices: torch.Tensor, num_code: int) -> torch.Tensor:
-    """``indices (B, N)`` int64 (contiguous, values in ``[0, num_code)``) -> ``(B, num_code)``."""
+    """``indices (B, N)`` int64 (values in ``[0, num_code)``) -> ``(B, num_code)`` int64."""
+    indices = indices.contiguous()
     B, N = indices.shape
     hist = torch.zeros(B, num_code, dtype=torch.int64, device=indices.device)
     if B == 0 or N == 0:
@@ -33,5 +34,6 @@ def code_histogram(indices: torch.Tensor, num_code: int) -> torch.Tensor:
     block_n = block_size(N, 16, 1024)
     grid = (B, triton.cdiv(N, block_n))
     with device_guard(indices.device):
-        _code_histogram_kernel[grid](indices, hist, N, num_code, BLOCK_N=block_n)
+        _code_histogram_kernel[grid](indices, hist, N, num_code, BLOCK_N=block_n,
+                                          enable_fp_fusion=True)
     return hist

@@ -76,7 +76,8 @@ def block_size(n: int, lo: int, hi: int) -> int:
 
 
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z (M, D)``, ``codebook (K, D)`` (contiguous, same device) -> ``(idx int64, dist)``."""
+    """``z (M, D)``, ``codebook (K, D)`` (same device) -> ``(idx int64, dist)``."""
+    z, codebook = z.contiguous(), codebook.contiguous()
     M, D = z.shape
     K = codebook.shape[0]
     acc = accumulate_dtype(z, codebook)
@@ -90,6 +91,6 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     with device_guard(z.device):
         _nearest_code_kernel[grid](
             z, codebook, idx, dist, M, K, D,
-            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k,
+            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=True,
         )
     return idx, dist

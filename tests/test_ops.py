@@ -41,7 +41,9 @@ def random_tokens(B, N, dtype=torch.float32, generator=None):
 
 
 @pytest.mark.parametrize("smooth", [1, 3, 9])
-@pytest.mark.parametrize("B,N,S,T", [(4, 8, 32, 512), (3, 5, 17, 100), (1, 1, 1, 2), (2, 7, 128, 9)])
+@pytest.mark.parametrize(
+    "B,N,S,T", [(4, 8, 32, 512), (3, 5, 17, 100), (1, 1, 1, 2), (2, 7, 128, 9)]
+)
 def test_subsequence_cpp_matches_reference(B, N, S, T, smooth):
     x = torch.randn(B, T).cumsum(-1)
     t, l = random_tokens(B, N)

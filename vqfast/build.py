@@ -14,7 +14,8 @@ def main(argv=None) -> None:
 
     start = time.perf_counter()
     _extension.load(verbose=args.verbose)
-    print(f"vqfast C++ ops ready ({_extension.extension_name()}, {time.perf_counter() - start:.1f} s)")
+    seconds = time.perf_counter() - start
+    print(f"vqfast C++ ops ready ({_extension.extension_name()}, {seconds:.1f} s)")
     for op, impl in backends("cpu").items():
         print(f"  {op:<22} cpu: {impl}")
 

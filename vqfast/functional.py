@@ -26,5 +26,6 @@ def disentanglement_loss(
     v = torch.cat([torch.cos(math.pi * t) * r, torch.sin(math.pi * t) * r], dim=-1)
     d = torch.norm(v.unsqueeze(1) - v.unsqueeze(2), dim=-1)
     loss = torch.relu(threshold - d)
-    off_diagonal = torch.ones_like(loss) - torch.eye(loss.shape[-1], device=loss.device).unsqueeze(0)
+    eye = torch.eye(loss.shape[-1], device=loss.device).unsqueeze(0)
+    off_diagonal = torch.ones_like(loss) - eye
     return (loss * off_diagonal).mean()

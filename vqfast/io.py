@@ -14,7 +14,9 @@ def atomic_write(path, content: str | bytes | Callable[[Path], object]) -> Path:
     """Write ``content`` (text, bytes, or a function that writes to the path it is given)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     tmp = Path(tmp_name)
     try:
         if callable(content):

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from vqfast import ops
 from vqfast.functional import disentanglement_loss, instance_stats
-from vqfast.inputs import check_finite, check_series
+from vqfast.inputs import check_series
 from vqfast.modules import (
     AttributeDecoder,
     AttributeEncoder,
@@ -77,7 +77,8 @@ def _validate_config(c: dict) -> None:
 
     for key in ("dim_embedding", "patch_size", "num_patch", "num_token", "len_s", "len_input",
                 "num_code", "dim_code", "s_smooth_factor"):
-        need(int(c[key]) == c[key] and c[key] >= 1, f"{key} must be a positive integer, got {c[key]}")
+        need(int(c[key]) == c[key] and c[key] >= 1,
+             f"{key} must be a positive integer, got {c[key]}")
     for part in ("enc", "tokenizer", "dec"):
         heads, layers = c[f"num_{part}_head"], c[f"num_{part}_layer"]
         need(heads >= 1 and layers >= 1, f"num_{part}_head and num_{part}_layer must be >= 1")

@@ -116,7 +116,7 @@ class Tokenizer(nn.Module):
 
 
 class AttributeDecoder(nn.Module):
-    """Token embeddings -> shape latent ``z_e``, ``(t, l)`` logits through sigmoid, ``mu``, ``sigma``."""
+    """Token embeddings -> shape latent ``z_e``, sigmoids of ``(t, l)``, ``mu``, ``sigma``."""
 
     def __init__(self, dim_code, dim_embedding):
         super().__init__()

@@ -1,4 +1,4 @@
-"""vqfast's numerical ops, each a registered ``torch.library`` custom op with a pure-torch reference.
+"""vqfast's numerical ops: registered ``torch.library`` custom ops with pure-torch references.
 
 Every op takes ``backend="auto" | "cpp" | "triton" | "reference"`` (``None``: the environment
 variable ``VQFAST_BACKEND``, default ``auto``). ``backends()`` says what ``auto`` runs here.

@@ -33,7 +33,7 @@ class BackendUnavailableError(RuntimeError):
 def default_backend() -> str:
     value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if value not in BACKENDS:
-        raise ValueError(f"{ENV_VAR}={value!r} is not one of {BACKENDS}; unset it or pick one of these.")
+        raise ValueError(f"{ENV_VAR}={value!r} is not one of {BACKENDS}; unset it or pick one.")
     return value
 
 
@@ -57,7 +57,8 @@ def _why_not(op: str, backend: str, device: torch.device) -> str | None:
     devices = IMPLEMENTATIONS[op].get(backend, ())
     if device.type not in devices:
         where = ", ".join(devices) or "no device"
-        return f"vqfast has no {backend} implementation of {op} for {device.type} tensors (only {where})"
+        return (f"vqfast has no {backend} implementation of {op} for {device.type} tensors "
+                f"(only {where})")
     if backend == "cpp":
         from vqfast.ops import _extension
 
@@ -67,8 +68,8 @@ def _why_not(op: str, backend: str, device: torch.device) -> str | None:
             return "triton is not installed: pip install 'vqfast[triton]'"
         if device.type == "cpu" and not triton_interpreter_on():
             return (
-                "Triton kernels run on CPU tensors only under the interpreter: set TRITON_INTERPRET=1 "
-                "before vqfast is imported"
+                "Triton kernels run on CPU tensors only under the interpreter: set "
+                "TRITON_INTERPRET=1 before vqfast is imported"
             )
         return None
     raise AssertionError(backend)

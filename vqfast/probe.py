@@ -1,0 +1,284 @@
+"""Linear probes on VQShape features: how much a pre-trained tokenizer's tokens and code histograms
+say about the classes of a dataset.
+
+Features (per sample; every channel tokenized on its own): the flattened tokens ``(C*N*(D+4))``,
+standard-scaled, or the code histograms ``(C*K)``, min-max scaled; scalers are fit on the training
+split. The classifier is the authors': dropout on the input, one linear layer, Adam (lr 0.005),
+batch 64, 100 epochs, cross-entropy, over a grid of weight decay x dropout, several seeds.
+
+Protocols:
+
+- ``"cv"`` (default, honest): the grid point and the number of epochs are chosen by stratified
+  k-fold cross-validation on the training split; the test split is used once per seed.
+- ``"paper"``: the authors' choice, grid point and epoch picked on the *test* split: optimistic,
+  reported only to compare with their numbers.
+
+``python -m vqfast.probe --model DIR --dataset NAME`` runs it on an exported model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+PROTOCOLS = ("cv", "paper")
+FEATURES = ("token", "histogram")
+WEIGHT_DECAYS = (0.0, 0.01, 0.1, 1.0, 10.0, 100.0)
+DROPOUTS = (0.0, 0.2, 0.5, 0.8)
+
+
+@dataclass
+class ProbeSettings:
+    protocol: str = "cv"
+    seeds: int = 5
+    epochs: int = 100
+    lr: float = 0.005
+    batch_size: int = 64
+    folds: int = 5
+    weight_decays: tuple = WEIGHT_DECAYS
+    dropouts: tuple = DROPOUTS
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"probe: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.seeds < 1 or self.epochs < 1 or self.folds < 2:
+            raise ValueError("probe: seeds and epochs must be >= 1 and folds >= 2")
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float
+    std: float
+    per_seed: list[float]
+    weight_decay: float
+    dropout: float
+    epochs: int
+    selection: str
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "accuracy": self.accuracy, "std": self.std, "per_seed": self.per_seed,
+            "weight_decay": self.weight_decay, "dropout": self.dropout, "epochs": self.epochs,
+            "selection": self.selection,
+        }
+
+
+# ----------------------------------------------------------------------------- features
+
+
+@torch.no_grad()
+def extract_features(model, x: torch.Tensor, batch_size: int = 256, progress: bool = True):
+    """``x (n, C, T)`` -> ``(tokens (n, C*N*(D+4)) float32, histograms (n, C*K) float32)``."""
+    from tqdm.auto import tqdm
+
+    if x.dim() != 3:
+        raise ValueError(f"extract_features: x must be (n, C, T), got {tuple(x.shape)}")
+    n, C, T = x.shape
+    if n == 0:
+        raise ValueError("extract_features: no samples")
+    was_training = model.training
+    model.eval()
+    flat = x.reshape(n * C, T)
+    tokens, hists = [], []
+    rows = range(0, flat.shape[0], batch_size)
+    for i in tqdm(rows, desc="tokenizing", unit="batch", disable=not progress, leave=False):
+        rep, _ = model(flat[i : i + batch_size].to(model.device), mode="tokenize")
+        tokens.append(rep["token"].float().cpu())
+        hists.append(rep["histogram"].float().cpu())
+    model.train(was_training)
+    return torch.cat(tokens).reshape(n, -1), torch.cat(hists).reshape(n, -1)
+
+
+def scale(train: torch.Tensor, test: torch.Tensor, kind: str):
+    """Standard scaling (tokens) or min-max scaling (histograms), fit on the training split."""
+    if kind == "token":
+        mean, std = train.mean(0), train.std(0, unbiased=False)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return (train - mean) / std, (test - mean) / std
+    lo, hi = train.min(0).values, train.max(0).values
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return (train - lo) / span, (test - lo) / span
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def train_grid(x, y, num_classes, grid, epochs, settings, seed, x_eval=None, y_eval=None):
+    """Train one linear classifier per grid point ``(weight decay, dropout)`` at once.
+
+    The classifiers are independent (separate weights, per-point L2 as in Adam's weight_decay,
+    per-point input dropout), batched into one tensor program. Returns the accuracy on
+    ``(x_eval, y_eval)`` after every epoch, ``(G, epochs)``, and the final weights.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    G, (n, F_) = len(grid), x.shape
+    wd = torch.tensor([g[0] for g in grid]).view(G, 1, 1)
+    keep = torch.tensor([1 - g[1] for g in grid]).view(G, 1, 1)
+    bound = 1 / math.sqrt(F_)
+    W = ((torch.rand(G, F_, num_classes, generator=gen) * 2 - 1) * bound).requires_grad_()
+    b = ((torch.rand(G, 1, num_classes, generator=gen) * 2 - 1) * bound).requires_grad_()
+    opt = torch.optim.Adam([W, b], lr=settings.lr)
+    curve = torch.zeros(G, epochs)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, settings.batch_size):
+            idx = order[i : i + settings.batch_size]
+            xb = x[idx].expand(G, -1, -1)
+            mask = (torch.rand(xb.shape, generator=gen) < keep).float() / keep
+            logits = torch.baddbmm(b, xb * mask, W)
+            loss = F.cross_entropy(logits.reshape(-1, num_classes), y[idx].repeat(G),
+                                   reduction="none").view(G, -1).mean(1).sum()
+            opt.zero_grad()
+            loss.backward()
+            with torch.no_grad():  # Adam's weight_decay: L2 added to the gradient, per point
+                W.grad += wd * W
+                b.grad += wd * b
+            opt.step()
+        if x_eval is not None:
+            with torch.no_grad():
+                pred = torch.baddbmm(b, x_eval.expand(G, -1, -1), W).argmax(-1)
+                curve[:, epoch] = (pred == y_eval).float().mean(1)
+    return curve, (W.detach(), b.detach())
+
+
+def stratified_folds(y: torch.Tensor, k: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    folds = [[] for _ in range(k)]
+    for c in y.unique():
+        members = (y == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        for i, m in enumerate(members.tolist()):
+            folds[i % k].append(m)
+    return [torch.tensor(sorted(f), dtype=torch.long) for f in folds if f]
+
+
+def linear_probe(train_x, train_y, test_x, test_y, kind: str, settings: ProbeSettings | None = None
+                 ) -> ProbeResult:
+    """Probe accuracy of features ``(n, F)`` with labels ``(n,)`` (see the module docstring)."""
+    settings = settings or ProbeSettings()
+    if kind not in FEATURES:
+        raise ValueError(f"linear_probe: kind must be one of {FEATURES}, got {kind!r}")
+    train_x, test_x = scale(train_x.float(), test_x.float(), kind)
+    train_y, test_y = train_y.long(), test_y.long()
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    grid = [(wd, p) for wd in settings.weight_decays for p in settings.dropouts]
+    if settings.protocol == "paper":
+        curves = torch.stack([
+            train_grid(train_x, train_y, num_classes, grid, settings.epochs, settings,
+                       settings.seed + s, test_x, test_y)[0]
+            for s in range(settings.seeds)
+        ])  # (seeds, G, epochs)
+        best_per_seed = curves.max(-1).values  # best epoch on test, per seed and grid point
+        g = int(best_per_seed.mean(0).argmax())
+        accs = best_per_seed[:, g]
+        epochs = int(curves[:, g].mean(0).argmax()) + 1
+        selection = "grid point and epoch chosen on the test split (the authors' protocol)"
+        details = {}
+    else:
+        smallest = int(torch.bincount(train_y).min())
+        k = max(2, min(settings.folds, smallest))
+        folds = stratified_folds(train_y, k, settings.seed)
+        val = torch.zeros(len(grid), settings.epochs)
+        for i, fold in enumerate(folds):
+            rest = torch.cat([f for j, f in enumerate(folds) if j != i])
+            curve, _ = train_grid(train_x[rest], train_y[rest], num_classes, grid,
+                                  settings.epochs, settings, settings.seed + 1000 + i,
+                                  train_x[fold], train_y[fold])
+            val += curve * len(fold)
+        val /= len(train_y)
+        flat = int(val.flatten().argmax())
+        g, epochs = flat // settings.epochs, flat % settings.epochs + 1
+        accs = []
+        for s in range(settings.seeds):
+            _, (W, b) = train_grid(train_x, train_y, num_classes, [grid[g]], epochs, settings,
+                                   settings.seed + s)
+            pred = torch.baddbmm(b, test_x[None], W).argmax(-1)[0]
+            accs.append((pred == test_y).float().mean().item())
+        accs = torch.tensor(accs)
+        selection = (f"grid point and epoch chosen by {k}-fold cross-validation on the training "
+                     "split")
+        details = {"cv_accuracy": float(val.flatten()[flat]), "folds": k}
+    return ProbeResult(
+        accuracy=float(accs.mean()), std=float(accs.std(unbiased=False)),
+        per_seed=[float(a) for a in accs], weight_decay=grid[g][0], dropout=grid[g][1],
+        epochs=epochs, selection=selection, details=details,
+    )
+
+
+def probe_model(model, data, settings: ProbeSettings | None = None, batch_size: int = 256,
+                progress: bool = True) -> dict:
+    """Token and histogram probes of ``model`` on a ``vqfast.data.SeriesData`` with a test split.
+
+    Returns ``{"protocol", "selection", "token": {...}, "histogram": {...}}``.
+    """
+    settings = settings or ProbeSettings()
+    if data.x_test is None:
+        raise ValueError(
+            f"probe: dataset {data.name!r} has no test split; load it with test_fraction=0.3 "
+            "(vqfast.data.load_dataset) to hold one out"
+        )
+    tok_tr, hist_tr = extract_features(model, data.x_train, batch_size, progress)
+    tok_te, hist_te = extract_features(model, data.x_test, batch_size, progress)
+    out = {"protocol": settings.protocol, "seeds": settings.seeds}
+    for kind, (tr, te) in {"token": (tok_tr, tok_te), "histogram": (hist_tr, hist_te)}.items():
+        result = linear_probe(tr, data.y_train, te, data.y_test, kind, settings)
+        out[kind] = result.as_dict()
+        out["selection"] = result.selection
+    return out
+
+
+def codebook_usage(histograms: torch.Tensor) -> dict:
+    """Codes used and perplexity ``exp(H(usage))`` from per-sample histograms ``(n, K)``."""
+    counts = histograms.sum(0).double()
+    p = counts / counts.sum().clamp_min(1)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"used": int((counts > 0).sum()), "size": int(histograms.shape[1]),
+            "perplexity": float(entropy.exp())}
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vqfast.probe",
+        description="Linear-probe accuracy of a saved VQShape model's tokens and histograms.",
+    )
+    parser.add_argument("--model", required=True, help="folder written by save_pretrained")
+    parser.add_argument("--dataset", required=True, help="dataset name or path (vqfast.data)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="cv")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--how", choices=("pad", "resample"), default="pad")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args(argv)
+
+    from vqfast import VQShape
+    from vqfast.data import load_dataset
+    from vqfast.io import atomic_write_json
+
+    model = VQShape.from_pretrained(args.model)
+    data = load_dataset(args.dataset, length=model.len_input, how=args.how)
+    result = probe_model(model, data, ProbeSettings(protocol=args.protocol, seeds=args.seeds),
+                         batch_size=args.batch_size, progress=sys.stderr.isatty())
+    result["dataset"] = data.name
+    print(f"{data.name}: {result['selection']}")
+    for kind in FEATURES:
+        r = result[kind]
+        print(f"  {kind:<9} accuracy {r['accuracy']:.4f} +- {r['std']:.4f} "
+              f"(weight decay {r['weight_decay']}, dropout {r['dropout']}, {r['epochs']} epochs)")
+    if args.json:
+        atomic_write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
