@@ -9,7 +9,9 @@
   to ``/proc/self/clear_refs``, minus ``VmRSS`` before the call, after returning freed heap pages to
   the system (``malloc_trim``); this counts every allocator (torch, FAISS, ...). ``None`` where the
   kernel does not allow resetting the peak.
-* ``environment``: what ran where (device, CPU, versions, vqfast backends, date, git commit).
+* ``environment``: what ran where (device, CPU, versions, vqfast backends, date, git commit);
+  ``warn_if_busy`` / ``cpu_snapshot`` + ``other_cpu_share``: how much of the cores other processes
+  took before and during a run (a shared machine makes every timing slower and noisier).
 * rows are plain dicts; ``print_table`` prints chosen columns; ``write_json`` writes atomically.
 """
 
@@ -265,6 +267,10 @@ def environment(device: torch.device | str) -> dict[str, object]:
         "git_commit": _git_commit(),
         "load_average_at_start": load_average(),
     }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu_memory_gib"] = round(props.total_memory / 1024**3, 1)
+        info["gpu_capability"] = f"{props.major}.{props.minor}"
     return info
 
 
@@ -276,11 +282,53 @@ def load_average() -> list[float] | None:
         return None
 
 
-def warn_if_busy(cores_in_use: float = 0.5) -> None:
-    load = load_average()
-    if load and load[0] > cores_in_use:
-        print(f"WARNING: 1-minute load average is {load[0]} before the benchmark: other "
-              "processes compete for the cores and the timings will be slower and noisier.")
+def cpu_snapshot() -> dict[str, float] | None:
+    """Jiffies: the whole machine's busy and steal time, this process's (and waited children's)."""
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return {"total": total, "busy": total - idle, "steal": fields[7],
+            "own": sum(float(v) for v in own[11:15]),  # utime stime cutime cstime
+            "wall": time.monotonic()}
+
+
+def other_cpu_share(start: dict | None, end: dict | None) -> dict[str, float] | None:
+    """Share of all cores that other processes (and the hypervisor: steal) used between snapshots.
+
+    Approximate: subprocesses not waited for (e.g. torch.compile's workers) count as others.
+    """
+    if start is None or end is None:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    total = end["total"] - start["total"]
+    if total <= 0:
+        return None
+    own = (end["own"] - start["own"])  # in clock ticks like /proc/stat
+    others = max(0.0, end["busy"] - start["busy"] - own)
+    return {"others_share_of_all_cores": round(others / total, 3),
+            "steal_share": round((end["steal"] - start["steal"]) / total, 3),
+            "own_cpu_s": round(own / hz, 1), "wall_s": round(end["wall"] - start["wall"], 1)}
+
+
+def others_busy_now(seconds: float = 1.0) -> float | None:
+    """Share of all cores other processes used over the next ``seconds`` (we only sleep)."""
+    start = cpu_snapshot()
+    time.sleep(seconds)
+    share = other_cpu_share(start, cpu_snapshot())
+    return None if share is None else share["others_share_of_all_cores"]
+
+
+def warn_if_busy(env: dict[str, object], limit: float = 0.1) -> None:
+    """Records (in ``env``) and warns when other processes keep the cores busy before a run."""
+    share = others_busy_now()
+    env["others_cpu_share_before_start"] = share
+    if share is not None and share > limit:
+        print(f"WARNING: other processes used {share:.0%} of all cores just before the benchmark: "
+              "timings will be slower and noisier (see cpu_during_run at the end).")
 
 
 def _package_version(dist: str) -> str | None:

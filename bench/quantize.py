@@ -44,12 +44,13 @@ ACCEPTANCE = (65_536, 512, 8)
 FULL_TOKENS = (1_024, 16_384, 65_536, 262_144, 1_048_576)
 FULL_CODES = (64, 512, 4096)
 FULL_DIMS = (8, 32)
-# --quick: (N, K, D, nearest code?, VQ loss?). Every implementation runs the acceptance case; the
-# others leave out "vqfast reference" (the authors' formula behind vqfast's API) to save time.
+# --quick: (N, K, D, nearest code?, VQ loss?). Every implementation runs the acceptance case (first,
+# so a run cut short still has it); the others leave out "vqfast reference" (the authors' formula
+# behind vqfast's API) to save time.
 QUICK_CASES = (
+    (*ACCEPTANCE, True, True),
     (1_024, 4_096, 32, False, True),
     (16_384, 512, 8, True, True),
-    (*ACCEPTANCE, True, True),
     (262_144, 64, 8, True, False),
     (16_384, 4_096, 32, True, False),
 )
@@ -572,8 +573,8 @@ def main(argv=None) -> int:
     env = H.environment(device)
     print("Environment:")
     H.print_environment(env)
-    H.warn_if_busy()
-    started = time.perf_counter()
+    H.warn_if_busy(env)
+    started, snapshot = time.perf_counter(), H.cpu_snapshot()
     rows: list[dict] = []
     for case in cases(args):
         elapsed = time.perf_counter() - started
@@ -585,8 +586,9 @@ def main(argv=None) -> int:
     print_loss(rows)
     print_acceptance(acceptance(rows))
     env["load_average_at_end"] = H.load_average()
-    print(f"\nTotal {time.perf_counter() - started:.0f} s; "
-          f"load average at the end {env['load_average_at_end']}")
+    env["cpu_during_run"] = H.other_cpu_share(snapshot, H.cpu_snapshot())
+    print(f"\nTotal {time.perf_counter() - started:.0f} s; CPU use during the run "
+          f"{env['cpu_during_run']}; load average at the end {env['load_average_at_end']}")
     save(args, cfg, env, rows, started, done=True)
     if args.json:
         print(f"wrote {args.json}")

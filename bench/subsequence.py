@@ -211,14 +211,16 @@ def main(argv=None) -> int:
     env = H.environment(device)
     print("Environment:")
     H.print_environment(env)
-    H.warn_if_busy()
-    started = time.perf_counter()
+    H.warn_if_busy(env)
+    started, snapshot = time.perf_counter(), H.cpu_snapshot()
     rows = [r for smooth in args.smooth for r in run_smooth(smooth, args, device)]
     add_speedups(rows)
     print_tables(rows, args)
     elapsed = time.perf_counter() - started
     env["load_average_at_end"] = H.load_average()
-    print(f"\nTotal {elapsed:.0f} s; load average at the end {env['load_average_at_end']}")
+    env["cpu_during_run"] = H.other_cpu_share(snapshot, H.cpu_snapshot())
+    print(f"\nTotal {elapsed:.0f} s; CPU use during the run {env['cpu_during_run']}; "
+          f"load average at the end {env['load_average_at_end']}")
     if args.json:
         payload = {"benchmark": "subsequence", "environment": env, "settings": vars(args),
                    "elapsed_s": elapsed, "rows": rows}

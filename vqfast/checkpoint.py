@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from vqfast.io import atomic_write
+from vqfast.fileio import atomic_write
 
 # The authors' training-script argument -> VQShape keyword. Entries missing from older
 # checkpoints fall back as their code does (tokenizer settings: the encoder's).
@@ -103,9 +103,23 @@ def load_official(cls, path, map_location="cpu", **overrides):
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     if not state:
         raise ValueError(f"{path}: no parameters with the 'model.' prefix in state_dict")
-    model.load_state_dict(state, strict=True)
+    load_vqshape_weights(model, state)
     model.loss_weights.update(loss_weights)
     return model.to(map_location).eval()
+
+
+def load_vqshape_weights(model, state: dict) -> None:
+    """Load a VQShape state dict strictly, except that parameters a subclass adds (VQShapeText's
+    text layers, ``model.NEW_PARAMETER_PREFIXES``) may be missing: they keep their initial
+    values."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new = tuple(getattr(model, "NEW_PARAMETER_PREFIXES", ()))
+    missing = [k for k in missing if not (new and k.startswith(new))]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"the weights do not fit {type(model).__name__}: missing {missing[:8]}, unexpected "
+            f"{unexpected[:8]} (was the model built with the checkpoint's configuration?)"
+        )
 
 
 def save_pretrained(model, directory) -> Path:
@@ -152,7 +166,7 @@ def load_pretrained(cls, directory, map_location="cpu", **overrides):
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has a config but no {WEIGHTS_NAME}")
-    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    load_vqshape_weights(model, load_file(str(weights), device="cpu"))
     model.loss_weights.update(meta.get("loss_weights", {}))
     return model.to(map_location).eval()
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vqfast.fileio import atomic_write
 from vqfast.inputs import PAD_MODES, SeriesError, prepare_series
-from vqfast.io import atomic_write
 
 __all__ = [
     "CACHE_VERSION",
@@ -752,15 +752,17 @@ def load_dataset(
 
 
 def pretraining_series(
-    datasets: list[SeriesData], split: str = "train", balance: bool = False, seed: int = 0
-) -> torch.Tensor:
+    datasets: list[SeriesData], split: str = "train", balance: bool = False, seed: int = 0,
+    return_source: bool = False,
+):
     """The univariate ``(M, length)`` pretraining pool of several datasets.
 
     Every channel of every sample of every dataset's ``split`` is one row. With
     ``balance=True`` (the authors' balancing) every dataset is up-sampled to the size of the
     largest, counted in univariate series: its series are all kept once, then the missing
     number is drawn from them with replacement (seeded by ``seed``). Rows come dataset by
-    dataset, originals first; shuffle them when batching.
+    dataset, originals first; shuffle them when batching. With ``return_source=True`` also
+    returns ``(M, 3)`` int64 rows ``(dataset index, sample index, channel)``.
     """
     where = "pretraining_series"
     if isinstance(datasets, SeriesData):
@@ -779,6 +781,13 @@ def pretraining_series(
         raise DataError(f"{where}: the datasets have different lengths {lengths}; load them all "
                         "with the same length=")
     pools = [d.univariate(split) for d in datasets]
+    # Where every row comes from: (dataset, sample, channel); rows are sample-major.
+    sources = []
+    for i, d in enumerate(datasets):
+        n = len(pools[i]) // d.channels
+        sample = torch.arange(n).repeat_interleave(d.channels)
+        channel = torch.arange(d.channels).repeat(n)
+        sources.append(torch.stack([torch.full_like(sample, i), sample, channel], dim=1))
     if balance:
         target = max(len(p) for p in pools)
         g = torch.Generator().manual_seed(int(seed))
@@ -787,6 +796,9 @@ def pretraining_series(
             if extra > 0:
                 pick = torch.randint(len(p), (extra,), generator=g)
                 pools[i] = torch.cat([p, p[pick]])
+                sources[i] = torch.cat([sources[i], sources[i][pick]])
+    if return_source:
+        return torch.cat(pools), torch.cat(sources)
     return torch.cat(pools)
 
 

@@ -213,17 +213,20 @@ class VQShape(nn.Module):
 
     # ------------------------------------------------------------------ public modes
 
-    def forward(self, x, *, mode="pretrain", num_input_patch=-1, mask=None, finetune=False):
+    def forward(self, x, *, mode="pretrain", num_input_patch=-1, mask=None, finetune=False,
+                **context):
+        """The authors' call. ``context`` goes to the mode (e.g. ``return_latents=True`` adds
+        the pre-quantization latent ``z_e`` to ``outputs``; ``VQShapeText`` takes ``text``)."""
         if mode == "pretrain":
-            return self.pretrain(x)
+            return self.pretrain(x, **context)
         if mode == "evaluate":
-            return self.evaluate(x)
+            return self.evaluate(x, **context)
         if mode == "tokenize":
-            return self.tokenize(x)
+            return self.tokenize(x, **context)
         if mode == "forecast":
-            return self.forecast(x, num_input_patch, finetune)
+            return self.forecast(x, num_input_patch, finetune, **context)
         if mode == "imputation":
-            return self.imputation(x, mask, finetune)
+            return self.imputation(x, mask, finetune, **context)
         raise ValueError(f"VQShape: unknown mode {mode!r}; use one of {MODES}")
 
     def total_loss(self, losses: dict) -> torch.Tensor:
@@ -231,14 +234,27 @@ class VQShape(nn.Module):
         return total_loss(losses, **self.loss_weights)
 
     def _check(self, x, where):
-        return check_series(x, self.len_input, f"VQShape.{where}", dtype=self.dtype,
-                            device=self.device)
+        return check_series(x, self.len_input, f"{type(self).__name__}.{where}",
+                            dtype=self.dtype, device=self.device)
+
+    def _encode(self, x, where: str, masked: bool = False):
+        """Checked input, its normalization statistics and the encoder's output; with ``masked``,
+        ``mask_ratio`` of the patches of each series are dropped before the encoder."""
+        x = self._check(x, where)
+        stats = instance_stats(x)
+        normalized = (x - stats[0]) / stats[1]
+        if not masked:
+            return x, stats, self.encoder(normalized)
+        x_embed = self.encoder.patch_and_embed(normalized)
+        batch, num_patch, _ = x_embed.shape
+        num_masked = int(self.mask_ratio * num_patch)
+        keep = torch.rand(batch, num_patch, device=x.device).argsort(dim=-1)[:, num_masked:]
+        x_kept = x_embed[torch.arange(batch, device=x.device).unsqueeze(1), keep]
+        return x, stats, self.encoder.transformer(x_kept)
 
     def tokenize(self, x, **context):
         """``x (B, T)`` -> ``({"token": (B, N, D+4), "histogram": (B, K)}, outputs)``."""
-        x = self._check(x, "tokenize")
-        stats = instance_stats(x)
-        x_embed = self.encoder((x - stats[0]) / stats[1])
+        x, stats, x_embed = self._encode(x, "tokenize")
         out = self._forward(x, x_embed, None, stats, compute_loss=False, **context)
         tokens = torch.cat(
             [out["code"], out["t_pred"], out["l_pred"], out["mu_pred"], out["sigma_pred"]], dim=-1
@@ -248,22 +264,13 @@ class VQShape(nn.Module):
 
     def evaluate(self, x, **context):
         """``x (B, T)`` -> ``(outputs, losses)`` using every patch."""
-        x = self._check(x, "evaluate")
-        stats = instance_stats(x)
-        x_embed = self.encoder((x - stats[0]) / stats[1])
+        x, stats, x_embed = self._encode(x, "evaluate")
         return self._forward(x, x_embed, None, stats, compute_loss=True, **context)
 
     def pretrain(self, x, **context):
         """``x (B, T)`` -> ``(outputs, losses)`` with ``mask_ratio`` of the patches dropped."""
-        x = self._check(x, "pretrain")
-        stats = instance_stats(x)
-        x_embed = self.encoder.patch_and_embed((x - stats[0]) / stats[1])
-        batch, num_patch, _ = x_embed.shape
-        num_masked = int(self.mask_ratio * num_patch)
-        keep = torch.rand(batch, num_patch, device=x.device).argsort(dim=-1)[:, num_masked:]
-        x_kept = x_embed[torch.arange(batch, device=x.device).unsqueeze(1), keep]
-        x_kept = self.encoder.transformer(x_kept)
-        return self._forward(x, x_kept, None, stats, compute_loss=True, **context)
+        x, stats, x_embed = self._encode(x, "pretrain", masked=True)
+        return self._forward(x, x_embed, None, stats, compute_loss=True, **context)
 
     def forecast(self, x, num_input_patch: int = -1, finetune: bool = False, **context):
         """Tokenize from the first ``num_input_patch`` patches (Python slice semantics, as the
@@ -333,8 +340,12 @@ class VQShape(nn.Module):
 
     def _forward(self, x, x_embed, memory_mask, stats, compute_loss=False, return_latents=False,
                  **context):
-        mean, std = stats
         h = self.tokenizer(x_embed, memory_mask)
+        return self._from_tokens(h, x, stats, compute_loss, return_latents, **context)
+
+    def _from_tokens(self, h, x, stats, compute_loss=False, return_latents=False, **context):
+        """Everything after the tokenizer: attributes, quantization, decoders, losses."""
+        mean, std = stats
         z_e, tl, mu_hat, sigma_hat = self.decode_attributes(h, **context)
         t_hat = tl[..., [0]] * (1 - self.min_shape_len)
         l_hat = tl[..., [1]] * (1 - t_hat) + self.min_shape_len

@@ -74,8 +74,12 @@ class ProbeResult:
 
 
 @torch.no_grad()
-def extract_features(model, x: torch.Tensor, batch_size: int = 256, progress: bool = True):
-    """``x (n, C, T)`` -> ``(tokens (n, C*N*(D+4)) float32, histograms (n, C*K) float32)``."""
+def extract_features(model, x: torch.Tensor, batch_size: int = 256, progress: bool = True,
+                     texts: list[str] | None = None):
+    """``x (n, C, T)`` -> ``(tokens (n, C*N*(D+4)) float32, histograms (n, C*K) float32)``.
+
+    ``texts``: one text per sample, given to a ``VQShapeText`` for every channel of the sample.
+    """
     from tqdm.auto import tqdm
 
     if x.dim() != 3:
@@ -83,13 +87,17 @@ def extract_features(model, x: torch.Tensor, batch_size: int = 256, progress: bo
     n, C, T = x.shape
     if n == 0:
         raise ValueError("extract_features: no samples")
+    if texts is not None and len(texts) != n:
+        raise ValueError(f"extract_features: {len(texts)} texts for {n} samples")
+    row_texts = None if texts is None else [t for t in texts for _ in range(C)]
     was_training = model.training
     model.eval()
     flat = x.reshape(n * C, T)
     tokens, hists = [], []
     rows = range(0, flat.shape[0], batch_size)
     for i in tqdm(rows, desc="tokenizing", unit="batch", disable=not progress, leave=False):
-        rep, _ = model(flat[i : i + batch_size].to(model.device), mode="tokenize")
+        context = {} if row_texts is None else {"text": row_texts[i : i + batch_size]}
+        rep, _ = model(flat[i : i + batch_size].to(model.device), mode="tokenize", **context)
         tokens.append(rep["token"].float().cpu())
         hists.append(rep["histogram"].float().cpu())
     model.train(was_training)
@@ -213,9 +221,10 @@ def linear_probe(train_x, train_y, test_x, test_y, kind: str, settings: ProbeSet
 
 
 def probe_model(model, data, settings: ProbeSettings | None = None, batch_size: int = 256,
-                progress: bool = True) -> dict:
+                progress: bool = True, texts: dict | None = None) -> dict:
     """Token and histogram probes of ``model`` on a ``vqfast.data.SeriesData`` with a test split.
 
+    ``texts``: ``{"train": [...], "test": [...]}`` per-sample texts for a ``VQShapeText``.
     Returns ``{"protocol", "selection", "token": {...}, "histogram": {...}}``.
     """
     settings = settings or ProbeSettings()
@@ -224,8 +233,10 @@ def probe_model(model, data, settings: ProbeSettings | None = None, batch_size: 
             f"probe: dataset {data.name!r} has no test split; load it with test_fraction=0.3 "
             "(vqfast.data.load_dataset) to hold one out"
         )
-    tok_tr, hist_tr = extract_features(model, data.x_train, batch_size, progress)
-    tok_te, hist_te = extract_features(model, data.x_test, batch_size, progress)
+    texts = texts or {}
+    tok_tr, hist_tr = extract_features(model, data.x_train, batch_size, progress,
+                                       texts.get("train"))
+    tok_te, hist_te = extract_features(model, data.x_test, batch_size, progress, texts.get("test"))
     out = {"protocol": settings.protocol, "seeds": settings.seeds}
     for kind, (tr, te) in {"token": (tok_tr, tok_te), "histogram": (hist_tr, hist_te)}.items():
         result = linear_probe(tr, data.y_train, te, data.y_test, kind, settings)
@@ -262,7 +273,7 @@ def main(argv=None) -> int:
 
     from vqfast import VQShape
     from vqfast.data import load_dataset
-    from vqfast.io import atomic_write_json
+    from vqfast.fileio import atomic_write_json
 
     model = VQShape.from_pretrained(args.model)
     data = load_dataset(args.dataset, length=model.len_input, how=args.how)

@@ -1,0 +1,159 @@
+"""accelerate launch vqfast/train.py: a tiny run end to end, kill-and-resume, two real CPU
+processes, and the probe command reproducing the report."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqfast import VQShape
+from vqfast.training import ShardedBatches, lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "vqfast" / "train.py")
+TINY = [
+    "--dim-embedding", "16", "--num-enc-head", "2", "--num-enc-layer", "1",
+    "--num-tokenizer-head", "2", "--num-tokenizer-layer", "1", "--num-dec-head", "2",
+    "--num-dec-layer", "1", "--num-token", "8", "--len-s", "16", "--num-code", "16",
+    "--batch-size", "16", "--log-every", "1", "--checkpoint-every", "2",
+]
+
+
+def run(args, env_extra=None, launcher=None, check=True, timeout=900):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+    env.pop("TRITON_INTERPRET", None)
+    cmd = (launcher or [sys.executable]) + [TRAIN] + args
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("run")
+    run(TINY + ["--max-steps", "8", "--output-dir", str(out), "--probe-seeds", "2",
+                "--cache-dir", str(cache_dir)])
+    return out
+
+
+def test_tiny_run_writes_model_report_and_plots(tiny_run):
+    report = json.loads((tiny_run / "report.json").read_text())
+    for key in ("dataset", "preset", "config", "num_processes", "steps", "wall_seconds",
+                "samples_per_second", "losses", "codebook", "probe", "versions"):
+        assert key in report, key
+    assert report["dataset"] == ["BasicMotions"] and report["num_processes"] == 1
+    assert report["steps"] == 8 and report["config"]["model"]["num_code"] == 16
+    assert set(report["losses"]) == {"loss", "ts_loss", "vq_loss", "shape_loss", "dist_loss"}
+    assert 1 <= report["codebook"]["used"] <= 16 and report["codebook"]["perplexity"] >= 1
+    probe = report["probe"]
+    assert probe["protocol"] == "cv" and "cross-validation" in probe["selection"]
+    for kind in ("token", "histogram"):
+        assert 0 <= probe[kind]["accuracy"] <= 1 and probe[kind]["std"] >= 0
+        assert 0 <= probe["untrained"][kind]["accuracy"] <= 1
+    for name in ("report.md", "loss_curves.png", "code_usage.png", "codebook_shapes.png",
+                 "reconstructions.png"):
+        assert (tiny_run / name).stat().st_size > 0, name
+    assert "![" in (tiny_run / "report.md").read_text()
+    model = VQShape.from_pretrained(tiny_run / "model")
+    assert model.config["num_code"] == 16 and not model.training
+
+
+def test_probe_command_reproduces_the_report(tiny_run, tmp_path):
+    report = json.loads((tiny_run / "report.json").read_text())
+    out = tmp_path / "probe.json"
+    subprocess.run(
+        [sys.executable, "-m", "vqfast.probe", "--model", str(tiny_run / "model"), "--dataset",
+         "BasicMotions", "--seeds", "2", "--json", str(out)],
+        cwd=ROOT, check=True, capture_output=True, timeout=600,
+    )
+    again = json.loads(out.read_text())
+    for kind in ("token", "histogram"):
+        assert again[kind]["accuracy"] == pytest.approx(report["probe"][kind]["accuracy"])
+        assert again[kind]["per_seed"] == pytest.approx(report["probe"][kind]["per_seed"])
+
+
+def test_kill_and_resume_reaches_the_uninterrupted_losses(tmp_path, cache_dir):
+    common = TINY + ["--max-steps", "8", "--no-probe", "--cache-dir", str(cache_dir)]
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    run(common + ["--output-dir", str(straight)])
+    crashed = run(common + ["--output-dir", str(broken), "--crash-after-step", "5"], check=False)
+    assert crashed.returncode == 3
+    assert not (broken / "report.json").exists()
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == [
+        "step-00000002", "step-00000004"]
+    run(common + ["--output-dir", str(broken), "--resume"])
+    a = json.loads((straight / "report.json").read_text())
+    b = json.loads((broken / "report.json").read_text())
+    assert b["steps"] == a["steps"] == 8
+    for key, value in a["losses"].items():
+        assert b["losses"][key] == pytest.approx(value, rel=1e-5), key
+    wa = VQShape.from_pretrained(straight / "model").state_dict()
+    wb = VQShape.from_pretrained(broken / "model").state_dict()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-5, atol=1e-6)
+
+
+def test_existing_run_needs_resume(tmp_path, cache_dir):
+    common = TINY + ["--max-steps", "3", "--no-probe", "--cache-dir", str(cache_dir),
+                     "--output-dir", str(tmp_path), "--checkpoint-every", "1"]
+    run(common + ["--crash-after-step", "2"], check=False)
+    proc = run(common, check=False)
+    assert proc.returncode != 0 and "--resume" in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_real_cpu_processes(tmp_path, cache_dir):
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "1", "--main_process_port",
+                str(free_port())]
+    run(TINY + ["--max-steps", "4", "--output-dir", str(tmp_path), "--probe-seeds", "1",
+                "--cache-dir", str(cache_dir)],
+        env_extra={"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}, launcher=launcher)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["num_processes"] == 2
+    assert report["series_per_step"] == 2 * 16
+    assert VQShape.from_pretrained(tmp_path / "model").config["num_code"] == 16
+
+
+def test_bad_options_fail_clearly(tmp_path):
+    proc = run(["--set", "no_such_thing=1", "--output-dir", str(tmp_path)], check=False)
+    assert proc.returncode != 0 and "unknown setting 'no_such_thing'" in proc.stderr
+    proc = run(["--dataset", "NoSuchDataset", "--output-dir", str(tmp_path)], check=False)
+    assert proc.returncode != 0 and "BasicMotions" in proc.stderr
+
+
+def test_schedule_warms_up_then_anneals():
+    f = [lr_factor(s, 10, 110, 1e-4, 0.1) for s in range(111)]
+    assert f[0] == pytest.approx(1e-4) and f[10] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(f[:10], f[1:11]))
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[110] == pytest.approx(0.1)
+
+
+def test_batches_shard_processes_and_resume_exactly():
+    a = ShardedBatches(100, 8, rank=0, world=2, seed=3)
+    b = ShardedBatches(100, 8, rank=1, world=2, seed=3)
+    first = [next(it) for it in (a.batches(),) for _ in range(6)]
+    other = [next(it) for it in (b.batches(),) for _ in range(6)]
+    epoch0 = torch.cat(first[:6])
+    assert len(set(epoch0.tolist()) & set(torch.cat(other[:6]).tolist())) == 0
+    resumed = a.batches(start=4)
+    assert torch.equal(next(resumed), first[4])
+    with pytest.raises(ValueError, match="--batch-size"):
+        ShardedBatches(10, 8, 0, 2, 0)

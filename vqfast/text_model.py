@@ -1,0 +1,186 @@
+"""``vqfast.VQShapeText``: VQShape whose shape codebook is guided by text.
+
+Text (a note, the activity, a description of the signal), encoded by a frozen sentence encoder and
+projected to the model's width, enters by cross-attention: the ``N`` shape tokens ``h`` from the
+tokenizer are the queries, the text the keys and values, and the result is added to ``h`` and
+normalized. Only some attribute heads read the fused tokens:
+
+- ``fusion="z"``: the ``z_e`` head. The nearest code of a text-aware ``z_e`` is pulled toward it
+  by the VQ loss, so the codebook absorbs the text.
+- ``fusion="z_mu_sigma"``: the ``z_e``, ``mu`` and ``sigma`` heads (text that speaks of offset and
+  scale); ``t`` and ``l`` never see text.
+
+Keys/values are the encoder's per-token embeddings with their padding mask by default
+(``text_keys="tokens"``): different shape tokens can attend to different words. With
+``text_keys="sentence"`` the single sentence vector is the only key, attention over one key is
+trivially 1 and the same vector is added to every token (for label-derived text, no more than a
+label embedding).
+
+Without text the model is exactly VQShape (same outputs for the same weights). ``align=True``
+trains one model on two passes, with and without text, adding ``align_loss``: the text-free
+``z_e`` pulled to the text-fused one (stop-gradient on the text side). See ``docs/text-guidance.md``
+and ``vqfast.distill`` for teacher -> student distillation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vqfast.model import VQShape
+
+FUSIONS = ("z", "z_mu_sigma")
+TEXT_KEYS = ("tokens", "sentence")
+
+
+class VQShapeText(VQShape):
+    """VQShape with text guidance; every VQShape keyword plus the text options below.
+
+    ``text_dim``: width of the sentence encoder's embeddings (384 for all-MiniLM-L6-v2);
+    ``fusion``: ``"z"`` or ``"z_mu_sigma"``; ``text_keys``: ``"tokens"`` or ``"sentence"``;
+    ``num_text_head``: heads of the cross-attention (default: the tokenizer's);
+    ``text_model``: the sentence encoder used when ``text`` is given as strings (default the
+    offline all-MiniLM-L6-v2); ``align_weight``: weight of ``align_loss`` in ``total_loss``.
+
+    ``model(x, mode=..., text=None, align=False)``: ``text`` is a list of strings (one per row of
+    ``x``), a ``vqfast.text.TextEmbeddings``, or a tensor of sentence ``(B, d)`` or token
+    ``(B, L, d)`` embeddings.
+    """
+
+    NEW_PARAMETER_PREFIXES = ("text_",)
+
+    def __init__(self, *args, text_dim: int = 384, fusion: str = "z", text_keys: str = "tokens",
+                 num_text_head: int | None = None, text_model: str | None = None,
+                 align_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if fusion not in FUSIONS:
+            raise ValueError(f"VQShapeText: fusion must be one of {FUSIONS}, got {fusion!r}")
+        if text_keys not in TEXT_KEYS:
+            raise ValueError(f"VQShapeText: text_keys must be one of {TEXT_KEYS}, got "
+                             f"{text_keys!r}")
+        dim = self.config["dim_embedding"]
+        heads = int(num_text_head or self.config["num_tokenizer_head"])
+        if dim % heads:
+            raise ValueError(f"VQShapeText: dim_embedding={dim} is not divisible by "
+                             f"num_text_head={heads}")
+        self.fusion, self.text_keys = fusion, text_keys
+        self.text_project = nn.Linear(text_dim, dim)
+        self.text_attention = nn.MultiheadAttention(dim, heads, dropout=0.1, batch_first=True)
+        self.text_norm = nn.LayerNorm(dim)
+        self.config.update(text_dim=text_dim, fusion=fusion, text_keys=text_keys,
+                           num_text_head=heads, text_model=text_model,
+                           align_weight=float(align_weight))
+        self._text_encoder = None
+
+    @property
+    def vqshape_config(self) -> dict:
+        """The keywords of the plain VQShape this model extends."""
+        from vqfast.model import DEFAULTS
+
+        return {k: v for k, v in self.config.items() if k in DEFAULTS}
+
+    @classmethod
+    def from_vqshape(cls, model: VQShape, **text_options) -> VQShapeText:
+        """A VQShapeText with ``model``'s configuration and weights; the text layers are new."""
+        text_model = cls(**model.config, **text_options)
+        from vqfast.checkpoint import load_vqshape_weights
+
+        load_vqshape_weights(text_model, model.state_dict())
+        text_model.loss_weights.update(model.loss_weights)
+        return text_model.to(model.device).train(model.training)
+
+    # ------------------------------------------------------------------ text
+
+    def text_encoder(self):
+        """The sentence encoder for texts given as strings (created on first use)."""
+        if self._text_encoder is None:
+            from vqfast.text import TextEncoder
+
+            self._text_encoder = TextEncoder(self.config["text_model"], device=self.device)
+        return self._text_encoder
+
+    def embed_text(self, text, batch: int):
+        """``text`` as ``TextEmbeddings`` on the model's device, checked against the batch."""
+        from vqfast.text import TextEmbeddings
+
+        where = f"{type(self).__name__}: text"
+        if isinstance(text, TextEmbeddings):  # a NamedTuple: tested before plain tuples
+            emb = text
+        elif isinstance(text, (list, tuple)):
+            if len(text) != batch:
+                raise ValueError(f"{where} has {len(text)} entries for {batch} series; give one "
+                                 "text per row of x (repeat a sample's text for each channel)")
+            emb = self.text_encoder().encode(list(text))
+        elif isinstance(text, torch.Tensor):
+            if text.dim() == 2:
+                emb = TextEmbeddings(text[:, None, :], torch.zeros(text.shape[0], 1,
+                                     dtype=torch.bool, device=text.device), text)
+            elif text.dim() == 3:
+                mask = torch.zeros(text.shape[:2], dtype=torch.bool, device=text.device)
+                emb = TextEmbeddings(text, mask, text.mean(1))
+            else:
+                raise ValueError(f"{where} tensor must be (B, d) sentence or (B, L, d) token "
+                                 f"embeddings, got {tuple(text.shape)}")
+        else:
+            raise TypeError(f"{where} must be a list of strings, TextEmbeddings or a tensor, got "
+                            f"{type(text).__name__}")
+        if emb.tokens.shape[0] != batch:
+            raise ValueError(f"{where} holds {emb.tokens.shape[0]} rows for {batch} series")
+        if emb.tokens.shape[-1] != self.text_project.in_features:
+            raise ValueError(f"{where} embeddings have width {emb.tokens.shape[-1]}, the model "
+                             f"expects text_dim={self.text_project.in_features}")
+        if bool(emb.mask.all(dim=1).any()):
+            raise ValueError(f"{where}: some rows have no token (all padding)")
+        return emb.to(self.device)
+
+    def fuse(self, h: torch.Tensor, emb) -> torch.Tensor:
+        """Cross-attention from the shape tokens to the text, residual and normalized."""
+        if self.text_keys == "tokens":
+            keys, mask = emb.tokens, emb.mask
+        else:
+            keys, mask = emb.sentence[:, None, :], None
+        kv = self.text_project(keys.to(self.text_project.weight.dtype))
+        attended, _ = self.text_attention(h, kv, kv, key_padding_mask=mask, need_weights=False)
+        return self.text_norm(h + attended)
+
+    def decode_attributes(self, h, text=None):
+        if text is None:
+            return self.attr_decoder(h)
+        fused = self.fuse(h, self.embed_text(text, h.shape[0]))
+        return self.attr_decoder(
+            h, h_z=fused, h_mu_sigma=fused if self.fusion == "z_mu_sigma" else None
+        )
+
+    # ------------------------------------------------------------------ modes
+
+    def forward(self, x, *, mode="pretrain", num_input_patch=-1, mask=None, finetune=False,
+                text=None, align=False, **context):
+        if align:
+            if mode not in ("pretrain", "evaluate"):
+                raise ValueError("VQShapeText: align=True goes with mode 'pretrain' or 'evaluate'")
+            if text is None:
+                raise ValueError("VQShapeText: align=True needs text (the fused pass's input)")
+            return self.aligned(x, text, masked=mode == "pretrain")
+        if text is not None:
+            context["text"] = text
+        return super().forward(x, mode=mode, num_input_patch=num_input_patch, mask=mask,
+                               finetune=finetune, **context)
+
+    def aligned(self, x, text, masked: bool = True):
+        """Two passes over one encoding, with and without text: ``(outputs of the text-free
+        pass, losses)`` where each VQShape loss is the mean of the two passes and ``align_loss``
+        pulls the text-free ``z_e`` to the text-fused one (stop-gradient on the text side)."""
+        x, stats, x_embed = self._encode(x, "pretrain" if masked else "evaluate", masked=masked)
+        h = self.tokenizer(x_embed, None)
+        out_text, loss_text = self._from_tokens(h, x, stats, True, True, text=text)
+        out_plain, loss_plain = self._from_tokens(h, x, stats, True, True)
+        losses = {k: (loss_text[k] + loss_plain[k]) / 2 for k in loss_text}
+        losses["align_loss"] = F.mse_loss(out_plain["z_e"], out_text["z_e"].detach()).unsqueeze(0)
+        return out_plain, losses
+
+    def total_loss(self, losses: dict) -> torch.Tensor:
+        total = super().total_loss(losses)
+        if "align_loss" in losses:
+            total = total + self.config["align_weight"] * losses["align_loss"].mean()
+        return total
