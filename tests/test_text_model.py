@@ -45,7 +45,7 @@ def test_without_text_it_is_exactly_vqshape(ckpt, io):
     for key, value in a[1].items():
         if value is not None:
             assert torch.equal(value, b[1][key]), key
-    (oa, la), (ob, lb) = plain(x, mode="evaluate"), text(x, mode="evaluate")
+    (_, la), (_, lb) = plain(x, mode="evaluate"), text(x, mode="evaluate")
     plain.total_loss(la).backward()
     text.total_loss(lb).backward()
     for key in la:
