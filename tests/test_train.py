@@ -157,3 +157,29 @@ def test_batches_shard_processes_and_resume_exactly():
     assert torch.equal(next(resumed), first[4])
     with pytest.raises(ValueError, match="--batch-size"):
         ShardedBatches(10, 8, 0, 2, 0)
+
+
+def test_text_teacher_then_distilled_student(tmp_path, cache_dir):
+    """--text label trains a VQShapeText teacher; --text-mode distill trains a text-free student
+    whose codebook stays bit-identical to the teacher's."""
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
+    common = TINY + ["--max-steps", "4", "--probe-seeds", "1", "--cache-dir", str(cache_dir),
+                     "--text", "label"]
+    run(common + ["--output-dir", str(teacher_dir)], env_extra={"HF_HUB_OFFLINE": "1"})
+    report = json.loads((teacher_dir / "report.json").read_text())
+    assert report["model_type"] == "VQShapeText" and "probe_with_text" in report
+    run(common + ["--output-dir", str(student_dir), "--text-mode", "distill", "--teacher",
+                  str(teacher_dir / "model")], env_extra={"HF_HUB_OFFLINE": "1"})
+    report = json.loads((student_dir / "report.json").read_text())
+    assert report["model_type"] == "VQShape" and "distill_loss" in report["losses"]
+    teacher = VQShape.from_pretrained(teacher_dir / "model")
+    student = VQShape.from_pretrained(student_dir / "model")
+    assert torch.equal(student.codebook.embedding.weight, teacher.codebook.embedding.weight)
+
+
+def test_text_options_are_checked(tmp_path):
+    proc = run(["--text-mode", "align", "--output-dir", str(tmp_path)], check=False)
+    assert proc.returncode != 0 and "needs text" in proc.stderr
+    proc = run(["--text", "label", "--text-mode", "distill", "--output-dir", str(tmp_path)],
+               check=False)
+    assert proc.returncode != 0 and "--teacher" in proc.stderr

@@ -28,11 +28,23 @@ def atomic_write(path, content: str | bytes | Callable[[Path], object]) -> Path:
                 f.write(data)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's permissions, else what a plain open() would give (0o666 & ~umask);
+    mkstemp's 0o600 would hide results from other users."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_json(path, obj) -> Path:

@@ -129,7 +129,7 @@ def reconstructions(model, x: torch.Tensor, path, labels=None, num: int = 6) -> 
         s = out["s_pred"][i].float().cpu().numpy()
         for j in range(len(t)):
             ax.plot(np.linspace(t[j], min(t[j] + l[j], 1.0), s.shape[-1]), s[j], lw=0.8)
-        title = f"series {i}" + (f" ({labels[i]})" if labels is not None else "")
+        title = str(labels[i]) if labels is not None else f"series {i}"
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7, loc="best")

@@ -64,11 +64,11 @@ PRESETS: dict[str, Preset] = {
         "default", "small and CPU-friendly: trains in minutes on 2 cores",
         dict(
             DEFAULTS, dim_embedding=64, num_enc_head=4, num_enc_layer=2, num_tokenizer_head=4,
-            num_tokenizer_layer=2, num_dec_head=4, num_dec_layer=1, num_token=32, len_s=64,
+            num_tokenizer_layer=2, num_dec_head=4, num_dec_layer=1, num_token=32, len_s=32,
             num_code=64,
         ),
         TrainSettings(batch_size=64, grad_accum=1, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                      max_steps=2500, checkpoint_every=500, log_every=25),
+                      max_steps=1600, checkpoint_every=400, log_every=20),
     ),
 }
 

@@ -51,11 +51,11 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
     path, distinct = plots.codebook_shapes(model, hist, output_dir / "codebook_shapes.png")
     images["codebook_shapes"] = path.name
     evaluation["codebook"]["distinct_shapes"] = distinct
-    labels = [data.classes[int(c)] for c in (data.y_test if data.y_test is not None
-                                             else data.y_train)]
+    split_y = data.y_test if data.y_test is not None else data.y_train
+    shown = _one_per_class(split_y, limit=6)
     images["reconstructions"] = plots.reconstructions(
-        model, split_x.reshape(-1, split_x.shape[-1])[:: split_x.shape[1]],
-        output_dir / "reconstructions.png", labels=labels,
+        model, split_x[shown, 0], output_dir / "reconstructions.png",
+        labels=[f"{data.classes[int(split_y[i])]}, channel 0" for i in shown],
     ).name
     evaluation["images"] = images
     if settings is not None and data.x_test is not None and data.num_classes > 1:
@@ -67,6 +67,14 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
             evaluation["probe_with_text"] = probe_model(model, data, settings, progress=progress,
                                                         texts=texts)
     return evaluation
+
+
+def _one_per_class(y: torch.Tensor, limit: int) -> list[int]:
+    """Sample indices to show: the first of each class in turn, then more, up to ``limit``."""
+    by_class = [(y == c).nonzero().flatten().tolist() for c in y.unique()]
+    order = [i for rank in range(len(y)) for members in by_class if rank < len(members)
+             for i in [members[rank]]]
+    return order[:limit]
 
 
 def write(output_dir: Path, report: dict) -> None:

@@ -97,6 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in DEFAULTS.items():
         model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}", type=type(value),
                            default=None, help=argparse.SUPPRESS if key == "codebook_type" else None)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads per process (default: the machine's cores shared among the "
+                        "processes on it; accelerate launch would otherwise pin 1)")
     p.add_argument("--crash-after-step", type=int, help=argparse.SUPPRESS)  # tests: abrupt stop
     args = p.parse_args(argv)
     if args.text == "none" and args.text_mode != "teacher":
@@ -237,6 +240,9 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     accelerator = Accelerator()
     is_main = accelerator.is_main_process
+    if accelerator.device.type == "cpu":
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local))
     preset = build_preset(args)
     settings = preset.train
     output_dir: Path = args.output_dir

@@ -1,0 +1,1 @@
+"""Experiments that use vqfast end to end (each runnable with python -m)."""
