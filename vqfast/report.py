@@ -29,10 +29,12 @@ def versions() -> dict:
 
 
 def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir: Path,
-             history: list[dict], progress: bool = True, texts: dict | None = None) -> dict:
-    """Probes (trained and untrained; skipped when ``settings`` is None), codebook usage and plots
-    on one labelled dataset. With ``texts`` (``{"train", "test"}`` per-sample texts, for a
-    ``VQShapeText``) the model is also probed with text (``probe_with_text``)."""
+             history: list[dict], progress: bool = True, texts: dict | None = None,
+             draw: bool = True) -> dict:
+    """Probes (skipped when ``settings`` is None; the untrained baseline when ``untrained`` is
+    None), codebook usage and plots (unless ``draw`` is False) on one labelled dataset. With
+    ``texts`` (``{"train", "test"}`` per-sample texts, for a ``VQShapeText``) the model is also
+    probed with text (``probe_with_text``)."""
     evaluation = {}
     split_x = data.x_test if data.x_test is not None else data.x_train
     _, hist = extract_features(model, split_x, progress=progress)
@@ -40,6 +42,23 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
     evaluation["codebook"] = codebook_usage(hist)
     evaluation["codebook"]["split"] = "test" if data.x_test is not None else "train"
     images = {}
+    evaluation["images"] = images
+    if draw:
+        _draw(model, data, hist, split_x, evaluation, output_dir, history)
+    if settings is not None and data.x_test is not None and data.num_classes > 1:
+        probe = probe_model(model, data, settings, progress=progress)
+        if untrained is not None:
+            baseline = probe_model(untrained, data, settings, progress=progress)
+            probe["untrained"] = {kind: baseline[kind] for kind in ("token", "histogram")}
+        evaluation["probe"] = probe
+        if texts is not None:
+            evaluation["probe_with_text"] = probe_model(model, data, settings, progress=progress,
+                                                        texts=texts)
+    return evaluation
+
+
+def _draw(model, data, hist, split_x, evaluation, output_dir, history) -> None:
+    images = evaluation["images"]
     if history:
         images["loss_curves"] = plots.loss_curves(history, output_dir / "loss_curves.png").name
     usage = evaluation["codebook"]
@@ -57,16 +76,6 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
         model, split_x[shown, 0], output_dir / "reconstructions.png",
         labels=[f"{data.classes[int(split_y[i])]}, channel 0" for i in shown],
     ).name
-    evaluation["images"] = images
-    if settings is not None and data.x_test is not None and data.num_classes > 1:
-        probe = probe_model(model, data, settings, progress=progress)
-        baseline = probe_model(untrained, data, settings, progress=progress)
-        probe["untrained"] = {kind: baseline[kind] for kind in ("token", "histogram")}
-        evaluation["probe"] = probe
-        if texts is not None:
-            evaluation["probe_with_text"] = probe_model(model, data, settings, progress=progress,
-                                                        texts=texts)
-    return evaluation
 
 
 def _one_per_class(y: torch.Tensor, limit: int) -> list[int]:
@@ -109,30 +118,30 @@ def markdown(report: dict) -> str:
             f"## {name}",
             "",
             f"Codebook on the {cb['split']} split: {cb['used']} of {cb['size']} codes used, "
-            f"perplexity {cb['perplexity']:.1f}, {cb['distinct_shapes']} distinct shapes.",
+            f"perplexity {cb['perplexity']:.1f}"
+            + (f", {cb['distinct_shapes']} distinct shapes." if "distinct_shapes" in cb else "."),
             "",
         ]
-        with_text = ev.get("probe_with_text")
-        if with_text:
-            lines += [
-                "With text at test time (an upper bound when the text derives from labels):",
-                "",
-                f"| tokens {_fmt(with_text['token'])} | histograms "
-                f"{_fmt(with_text['histogram'])} |",
-                "|---|---|",
-                "",
-            ]
         probe = ev.get("probe")
         if probe:
+            untrained = probe.get("untrained", {})
             lines += [
                 f"Linear probe ({probe['protocol']}: {probe['selection']}; mean ± std over "
                 f"{probe['seeds']} seeds):",
                 "",
                 "| features | pre-trained | untrained (same seed) |",
                 "|---|---|---|",
-                f"| tokens | {_fmt(probe['token'])} | {_fmt(probe['untrained']['token'])} |",
+                f"| tokens | {_fmt(probe['token'])} | {_fmt(untrained.get('token'))} |",
                 f"| histograms | {_fmt(probe['histogram'])} | "
-                f"{_fmt(probe['untrained']['histogram'])} |",
+                f"{_fmt(untrained.get('histogram'))} |",
+                "",
+            ]
+        with_text = ev.get("probe_with_text")
+        if with_text:
+            lines += [
+                "The same probe with text at test time (an upper bound when the text derives "
+                f"from labels): tokens {_fmt(with_text['token'])}, histograms "
+                f"{_fmt(with_text['histogram'])}.",
                 "",
             ]
         for key, title in (("loss_curves", "Loss curves"), ("code_usage", "Code usage"),

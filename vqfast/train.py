@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("--probe-protocol", choices=("cv", "paper"), default="cv")
     p.add_argument("--probe-seeds", type=int, default=5)
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the probe of the untrained model")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--balance", action="store_true",
                    help="up-sample every dataset to the largest (the authors' balancing)")
     p.add_argument("--how", choices=("pad", "resample"), default="pad",
@@ -358,13 +361,14 @@ def finish(args, preset, model, labelled, history, step, train_seconds, series_p
         texts = None
         if text_probe and data.x_test is not None:
             texts = {split: sample_texts(args, data, split) for split in ("train", "test")}
-        ev = report_lib.evaluate(exported, untrained, data, None if args.no_probe else settings,
-                                 folder, history if i == 0 else [], progress=progress,
-                                 texts=texts)
+        ev = report_lib.evaluate(exported, None if args.no_baseline else untrained, data,
+                                 None if args.no_probe else settings, folder,
+                                 history if i == 0 else [], progress=progress, texts=texts,
+                                 draw=not args.no_plots)
         if i:
             ev["images"] = {k: f"{data.name}/{v}" for k, v in ev["images"].items()}
         evaluation[data.name] = ev
-    if not labelled and history:
+    if not labelled and history and not args.no_plots:
         from vqfast import plots
 
         plots.loss_curves(history, output_dir / "loss_curves.png")
@@ -409,9 +413,11 @@ def _summary(report: dict, output_dir: Path) -> None:
     probe = report.get("probe")
     if probe:
         for kind in ("token", "histogram"):
-            r, u = probe[kind], probe["untrained"][kind]
-            lines.append(f"  {kind:<9} probe accuracy {r['accuracy']:.3f} ± {r['std']:.3f} "
-                         f"(untrained {u['accuracy']:.3f})")
+            r = probe[kind]
+            u = probe.get("untrained", {}).get(kind)
+            baseline = f" (untrained {u['accuracy']:.3f})" if u else ""
+            lines.append(f"  {kind:<9} probe accuracy {r['accuracy']:.3f} ± {r['std']:.3f}"
+                         + baseline)
     if "codebook" in report:
         cb = report["codebook"]
         lines.append(f"  codebook: {cb['used']}/{cb['size']} codes used, perplexity "

@@ -53,7 +53,8 @@ def parse_args(argv=None):
 def run_args(args, dataset: str, seed: int, variant: str, out: Path) -> list[str]:
     argv = ["--dataset", dataset, "--seed", str(seed), "--max-steps", str(args.steps),
             "--preset", args.preset, "--output-dir", str(out / f"{variant}-seed{seed}"),
-            "--probe-seeds", str(args.probe_seeds), "--checkpoint-every", str(10**9)]
+            "--probe-seeds", str(args.probe_seeds), "--checkpoint-every", str(10**9),
+            "--no-baseline", "--no-plots"]
     for item in args.set:
         argv += ["--set", item]
     if variant != "plain":
@@ -84,9 +85,12 @@ def histogram_separation(model_dir: Path, dataset: str) -> float:
 
 
 def collect(report: dict, key: str) -> dict:
+    """Probe accuracies; codebook usage belongs to the text-free histograms (the ``probe`` key)."""
     probe = report[key]
+    nan = float("nan")
+    codebook = report["codebook"] if key == "probe" else {"used": nan, "perplexity": nan}
     return {"token": probe["token"]["accuracy"], "histogram": probe["histogram"]["accuracy"],
-            "used": report["codebook"]["used"], "perplexity": report["codebook"]["perplexity"]}
+            "used": codebook["used"], "perplexity": codebook["perplexity"]}
 
 
 def summarize(values: list[float]) -> tuple[float, float]:
@@ -106,8 +110,11 @@ def table(results: dict, args) -> str:
     for dataset, rows in results.items():
         for label, r in rows.items():
             cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" for k in ("token", "histogram")]
-            cells += [f"{r['used'][0]:.1f}", f"{r['perplexity'][0]:.1f}",
-                      f"{r['separation'][0]:+.3f}" if "separation" in r else "–"]
+            if "separation" in r:
+                cells += [f"{r['used'][0]:.1f}", f"{r['perplexity'][0]:.1f}",
+                          f"{r['separation'][0]:+.3f} ± {r['separation'][1]:.3f}"]
+            else:  # probed with text: codebook figures are the text-free ones above
+                cells += ["–", "–", "–"]
             lines.append(f"| {dataset} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
