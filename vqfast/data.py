@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqfast.fileio import atomic_write
+from vqfast.fileio import atomic_write, read_cache
 from vqfast.inputs import PAD_MODES, SeriesError, prepare_series
 
 __all__ = [
@@ -651,17 +651,7 @@ def _cache_path(cache_dir, src: _Source, length: int, how: str) -> tuple[Path, s
 
 
 def _load_cache(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        warnings.warn(f"ignoring unreadable data cache {str(path)!r} ({type(e).__name__}: {e}); "
-                      "it will be rebuilt", stacklevel=3)
-        return None
-    if not isinstance(obj, dict) or obj.get("key") != key or obj.get("version") != CACHE_VERSION:
-        return None
-    return obj
+    return read_cache(path, {"key": key, "version": CACHE_VERSION}, "data cache", stacklevel=4)
 
 
 def load_dataset(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,3 +50,22 @@ def _mode_for(path: Path) -> int:
 
 def atomic_write_json(path, obj) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_cache(path, expected: dict, what: str, stacklevel: int = 3) -> dict | None:
+    """A dict saved with ``torch.save`` whose entries match ``expected`` (version, key, ...), or
+    None when the file is absent, stale or unreadable (then with a warning: it gets rebuilt)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        warnings.warn(f"ignoring unreadable {what} {str(path)!r} ({type(e).__name__}: {e}); it "
+                      "will be rebuilt", stacklevel=stacklevel)
+        return None
+    if not isinstance(obj, dict) or any(obj.get(k) != v for k, v in expected.items()):
+        return None
+    return obj

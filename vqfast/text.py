@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vqfast.fileio import atomic_write, atomic_write_json
+from vqfast.fileio import atomic_write, atomic_write_json, read_cache
 
 __all__ = [
     "DEFAULT_CHANNEL_NAMES",
@@ -414,17 +414,10 @@ class TextEncoder:
         return self.cache_dir / slug / f"{digest}.pt"
 
     def _disk_get(self, text: str):
-        path = self._disk_path(text)
-        if not path.is_file():
-            return None
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            warnings.warn(f"ignoring unreadable text-embedding cache file {str(path)!r} "
-                          f"({type(e).__name__}: {e}); it will be rewritten", stacklevel=4)
-            return None
-        if (not isinstance(obj, dict) or obj.get("version") != TEXT_CACHE_VERSION
-                or obj.get("model") != self.model_id or obj.get("text") != text):
+        expected = {"version": TEXT_CACHE_VERSION, "model": self.model_id, "text": text}
+        obj = read_cache(self._disk_path(text), expected, "text-embedding cache file",
+                         stacklevel=5)
+        if obj is None:
             return None
         tokens, sentence = obj.get("tokens"), obj.get("sentence")
         if not (isinstance(tokens, torch.Tensor) and isinstance(sentence, torch.Tensor)):
