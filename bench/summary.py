@@ -58,6 +58,9 @@ def print_quantize(data: dict | None, name: str) -> None:
     acc = data.get("acceptance", {})
     errs = acc.get("loss_max_rel_err_value_grad_z_grad_codebook") or [None] * 3
     state = "" if data.get("complete") else " (INCOMPLETE: cut short)"
+    env = data.get("environment", {})
+    print(f"device: {env.get('device_name')} | torch {env.get('torch')} | triton "
+          f"{env.get('triton')} | vqfast auto: {env.get('vqfast_backends_auto')}")
     print(f"quantize{state}, N=65,536 K=512 D=8, {acc.get('nearest_impl')}:")
     print(f"  nearest code: {fmt(acc.get('nearest_speedup_vs_authors'))}x vs authors, "
           f"FAISS(cpu) time / vqfast time {fmt(acc.get('nearest_faiss_time_over_vqfast'), '.2f')}, "

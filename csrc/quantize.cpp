@@ -30,11 +30,33 @@ void nearest_rows_direct(const T* z, int64_t begin, int64_t end, const PackedCod
   }
 }
 
+// One float32 row searched in float64: the distance of every code is exact to ~1e-16, so the
+// chosen code is the true nearest one (lowest index among exact ties). Used for the rare rows
+// whose screening was inconclusive.
+inline void nearest_row_exact(const float* zr, const float* codebook, int64_t K, int64_t D,
+                              int64_t* idx, float* dist) {
+  double best = std::numeric_limits<double>::infinity();
+  int64_t best_k = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double diff = static_cast<double>(zr[d]) - static_cast<double>(codebook[k * D + d]);
+      s += diff * diff;
+    }
+    if (s < best) {
+      best = s;
+      best_k = k;
+    }
+  }
+  *idx = best_k;
+  *dist = static_cast<float>(best);
+}
+
 // Screened search (float32): the expansion |e|^2 - 2 z.e costs one fma per dimension instead of
 // a subtraction and an fma, but its rounding error grows with |z| and |e|. Each lane keeps its best
 // and second-best value; when the best code beats every other by more than twice the expansion's
-// error bound, it is also the exact nearest code. Otherwise (near-ties, duplicate codes) the row is
-// searched again exactly. Either way the result is the exact search's.
+// error bound, it is the true nearest code. Otherwise (near-ties, duplicate codes) the row is
+// searched again in float64. Either way the chosen code is the true nearest one.
 template <int DC>
 void nearest_rows_screened(const float* z, int64_t begin, int64_t end, const float* codebook,
                            const PackedCodebook<float>& cb, const std::vector<VecT<float>>& norms,
@@ -99,7 +121,7 @@ void nearest_rows_screened(const float* z, int64_t begin, int64_t end, const flo
         idx[row] = k;
         dist[row] = s;
       } else {
-        nearest_rows_direct<float, DC>(z, row, row + 1, cb, idx, dist);
+        nearest_row_exact(zr, codebook, cb.K, D, idx + row, dist + row);
       }
     }
   }

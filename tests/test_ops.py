@@ -175,11 +175,12 @@ def true_distances(z, codebook):
 
 
 def assert_at_true_minimum(z, codebook, idx, dist):
+    """The chosen code is the true nearest code of the given (rounded) inputs: the C++ search
+    settles every near-tie in float64, so only float64 rounding is allowed for."""
     d64 = true_distances(z.reshape(-1, z.shape[-1]), codebook)
     chosen = d64.gather(1, idx.reshape(-1, 1)).squeeze(1)
     best = d64.min(1).values
-    # float32 rounding of a distance: a few ulps of the terms that were summed
-    tol = 1e-6 * (1 + best + (z.reshape(-1, z.shape[-1]).double() ** 2).sum(-1))
+    tol = 1e-12 * (1 + best + (z.reshape(-1, z.shape[-1]).double() ** 2).sum(-1))
     assert bool((chosen - best <= tol).all())
     assert_close(dist.double().reshape(-1), chosen, 1e-5)
 
@@ -205,6 +206,21 @@ def test_nearest_code_ties_go_to_the_lowest_index():
     z = torch.zeros(5, 2)
     idx, _ = ops.nearest_code(z, torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0]]), backend=CPP)
     assert torch.equal(idx, torch.zeros(5, dtype=torch.int64))
+
+
+def test_nearest_code_settles_float32_near_ties_exactly():
+    # Two codes whose distances to z differ by ~1e-8 relative: below float32 resolution.
+    codebook = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    z = torch.tensor([[0.5, 0.5 - 2e-9]], dtype=torch.float64)
+    z32, cb32 = z.float(), codebook.float()
+    truth = true_distances(z32, cb32).argmin(1)
+    idx, _ = ops.nearest_code(z32, cb32, backend=CPP)
+    assert torch.equal(idx, truth)
+    g = torch.Generator().manual_seed(0)
+    codebook = torch.randn(64, 8, generator=g)
+    z = codebook[torch.randint(0, 64, (2000,), generator=g)]
+    z = (z + codebook[torch.randint(0, 64, (2000,), generator=g)]) / 2  # midpoints: near-ties
+    assert_at_true_minimum(z, codebook, *ops.nearest_code(z, codebook, backend=CPP))
 
 
 def test_nearest_code_near_codes_and_large_offsets():

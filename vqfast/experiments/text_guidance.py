@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--output-dir", type=Path, default=Path("runs/text-guidance"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to every run (model or optimizer setting)")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain runs whose report already exists (default: reuse them)")
     return p.parse_args(argv)
 
 
@@ -97,7 +99,29 @@ def collect(report: dict, key: str) -> dict:
 
 
 def summarize(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]  # drop NaN (figures a row does not have)
+    if not values:
+        return float("nan"), float("nan")
     return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def finished_report(path: Path, args, dataset: str, seed: int, variant: str) -> dict | None:
+    """The report of an earlier run with the same settings (so an interrupted experiment resumes
+    where it stopped), else None."""
+    import json
+
+    if args.fresh or not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    text = report.get("text") or {}
+    same = (report.get("steps") == args.steps and report.get("seed") == seed
+            and report.get("dataset") == [dataset]
+            and report["config"]["model"]["num_token"] == args.num_token
+            and report["config"]["name"] == args.preset
+            and (variant == "plain") == (not text)
+            and (not text or (text.get("source") == args.text
+                              and text.get("fusion") == args.fusion)))
+    return report if same else None
 
 
 def table(results: dict, args) -> str:
@@ -154,12 +178,16 @@ def main(argv=None) -> dict:
         out = args.output_dir / dataset
         for seed in range(args.seeds):
             for variant in VARIANTS:
-                report = train.main(run_args(args, dataset, seed, variant, out))
+                argv = run_args(args, dataset, seed, variant, out)
+                done = finished_report(out / f"{variant}-seed{seed}" / "report.json", args,
+                                       dataset, seed, variant)
+                report = done if done is not None and not args.set else train.main(argv)
                 separation = histogram_separation(Path(report["model_dir"]), dataset)
                 runs.setdefault(dataset, {}).setdefault(variant, []).append(
                     {"report": report, "separation": separation})
+                reused = " (reused)" if report is done else ""
                 print(f"[{time.perf_counter() - started:.0f} s] {dataset} seed {seed} {variant} "
-                      "done", flush=True)
+                      f"done{reused}", flush=True)
 
     results: dict = {}
     for dataset, variants in runs.items():
@@ -173,14 +201,17 @@ def main(argv=None) -> dict:
         results[dataset] = rows
     text = table(results, args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    train_seconds = sum(r["report"]["wall_seconds"] for v in runs.values() for rs in v.values()
+                        for r in rs)
     atomic_write_json(args.output_dir / "results.json",
                       {"settings": vars(args) | {"output_dir": str(args.output_dir)},
-                       "results": results,
+                       "results": results, "runs_wall_seconds": train_seconds,
                        "wall_seconds": time.perf_counter() - started})
     atomic_write(args.output_dir / "results.md", text)
     plot(results, args.output_dir / "results.png")
     print(text)
-    print(f"{time.perf_counter() - started:.0f} s in all; results in {args.output_dir}")
+    print(f"{time.perf_counter() - started:.0f} s in all ({train_seconds:.0f} s in the runs, "
+          f"reused ones included); results in {args.output_dir}")
     return results
 
 
