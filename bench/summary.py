@@ -56,7 +56,7 @@ def print_quantize(data: dict | None, name: str) -> None:
         print(f"quantize: no {name}")
         return
     acc = data.get("acceptance", {})
-    errs = acc.get("loss_max_rel_err_value_grad_z_grad_codebook") or [None] * 3
+    errs = acc.get("loss_rel_err_vs_authors_fp32") or [None] * 3
     state = "" if data.get("complete") else " (INCOMPLETE: cut short)"
     env = data.get("environment", {})
     print(f"device: {env.get('device_name')} | torch {env.get('torch')} | triton "

@@ -147,8 +147,8 @@ void backward_kernel(const at::Tensor& grad, const at::Tensor& x, const at::Tens
         const scalar_t* g = gp + bn * S;
         if (smooth > 1) {
           std::fill(g_padded.begin(), g_padded.end(), scalar_t(0));
-          for (int64_t j = 0; j < S; ++j)
-            for (int64_t k = 0; k < smooth; ++k) g_padded[j + k] += g[j] * w_avg;
+          for (int64_t k = 0; k < smooth; ++k)  // taps outside: the inner loop vectorizes
+            for (int64_t j = 0; j < S; ++j) g_padded[j + k] += g[j] * w_avg;
           for (int64_t j = 0; j < S; ++j) g_interp[j] = g_padded[j + pad];
           for (int64_t q = 0; q < pad; ++q) {
             g_interp[0] += g_padded[q];
