@@ -221,6 +221,9 @@ def _version(module: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    """HEAD (+uncommitted), or ``VQFAST_GIT_COMMIT`` when set (a copy of the tree without git)."""
+    if os.environ.get("VQFAST_GIT_COMMIT"):
+        return os.environ["VQFAST_GIT_COMMIT"]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10

@@ -91,12 +91,46 @@ def print_subsequence(data: dict | None, name: str) -> None:
         print(f"  {r['mode']:7s} smooth={r['smooth']} {r['impl']:20s} {text[:120]}")
 
 
+def print_large(data: dict | None, name: str) -> None:
+    if data is None:
+        print(f"large cases: no {name}")
+        return
+    print("large cases: median ms, speed-up vs authors (x), tokens/s")
+    for r in data.get("rows", []):
+        what = f"  {r['op']:12s} {r.get('mode', ''):7s} N={r['N']} K={r['K']} D={r['D']} {r['impl']:24s}"
+        if "median_s" not in r:
+            print(f"{what} {(r.get('error') or r.get('skipped') or '')[:80]}")
+            continue
+        print(f"{what} {r['median_s'] * 1e3:9.3f} ms {fmt(r.get('speedup_vs_authors'), '.1f'):>7s}x "
+              f"{r['tokens_per_s'] / 1e6:9.1f} M/s")
+
+
+def print_model_step(data: dict | None, name: str) -> None:
+    if data is None:
+        print(f"model step: no {name}")
+        return
+    print("model step (pretrain fwd+bwd+AdamW): ms/step, speed-up of auto over reference, diffs")
+    for r in data.get("rows", []):
+        what = f"  {r['preset']:8s} batch={r['batch']} bf16={r['bf16']} {r['backend']:9s}"
+        if "error" in r:
+            print(f"{what} ERROR {r['error'][:100]}")
+            continue
+        diff = ""
+        if "loss_rel_diff_max" in r:
+            diff = (f" losses {fmt(r['loss_rel_diff_max'], '.1e')} codes equal "
+                    f"{fmt(r['codes_equal_frac'], '.4f')} grads {fmt(r['grad_norm_rel_diff'], '.1e')}")
+        print(f"{what} {r['median_s'] * 1e3:8.2f} ms {fmt(r.get('speedup_vs_reference'), '.2f'):>6s}x"
+              f"{diff}")
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[1] if len(argv) > 1 else "bench/out")
     print(f"\n===== GPU check summary ({out_dir}) =====")
     print_steps(out_dir)
     print_quantize(load_json(out_dir / "quantize-cuda.json"), "quantize-cuda.json")
     print_subsequence(load_json(out_dir / "subsequence-cuda.json"), "subsequence-cuda.json")
+    print_large(load_json(out_dir / "quantize-cuda-large.json"), "quantize-cuda-large.json")
+    print_model_step(load_json(out_dir / "model-step-cuda.json"), "model-step-cuda.json")
     return 0
 
 

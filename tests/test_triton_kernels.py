@@ -5,7 +5,14 @@ sizes stay small. Each op is called both directly (``vqfast.kernels.<op>``) and 
 ``vqfast.ops`` with ``backend="triton"``. The compiled kernels compute distances directly in
 float32 while the references expand them, so nearest codes are judged by their float64 distance;
 half-precision inputs are judged against the references on the upcast inputs.
+
+``VQFAST_TEST_DEVICE=cuda`` (with ``TRITON_INTERPRET=0``) runs the same tests with the compiled
+kernels on a GPU: every kernel call goes through ``on_device``, which moves its tensor arguments to
+that device and its outputs back (both moves are differentiable), so inputs, references and checks
+stay on the CPU. ``bench/gpu_check.sh`` does this.
 """
+
+import os
 
 import pytest
 
@@ -24,9 +31,35 @@ from vqfast.ops.quantize import _code_histogram_op, _nearest_code_op  # noqa: E4
 from vqfast.ops.subsequence import _extract_subsequence_op  # noqa: E402
 from vqfast.ops.vq_loss import _vq_loss_op  # noqa: E402
 
+DEVICE = torch.device(os.environ.get("VQFAST_TEST_DEVICE", "cpu"))
+if DEVICE.type == "cuda" and not torch.cuda.is_available():
+    pytest.skip("VQFAST_TEST_DEVICE=cuda but torch sees no GPU", allow_module_level=True)
+
 F64 = torch.float64
 DTYPES = [torch.float32, F64, torch.bfloat16, torch.float16]
 HALF = (torch.bfloat16, torch.float16)
+
+
+def _atomic_order_rtol(dtype):
+    """The gradient of x is a float32/64 scatter-add: atomics on a GPU land in no fixed order, so
+    two runs may differ in the last bits (and half-precision results by one rounding)."""
+    if DEVICE.type == "cpu":
+        return 0.0
+    return torch.finfo(dtype).eps if dtype in HALF else 1e-6
+
+
+def _move(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return tuple(_move(v, device) for v in value)
+    return value
+
+
+def on_device(fn, *args, **kwargs):
+    """``fn`` run with its tensor arguments on ``DEVICE``; its tensor outputs come back to the
+    CPU (on the CPU both moves are no-ops)."""
+    return _move(fn(*_move(args, DEVICE), **kwargs), torch.device("cpu"))
 
 
 def _randn(*shape, dtype=torch.float32, scale=1.0, gen=None):
@@ -90,9 +123,9 @@ NEAREST_SHAPES = [(1, 1, 1), (1, 37, 5), (9, 1, 3), (70, 37, 5), (33, 37, 64), (
 def test_nearest_code_matches_reference(dtype, M, K, D):
     z = _randn(M, D, dtype=dtype)
     codebook = _randn(K, D, dtype=dtype)
-    idx, dist = k_near.nearest_code(z, codebook)
+    idx, dist = on_device(k_near.nearest_code, z, codebook)
     _check_nearest(z, codebook, idx, dist)
-    idx_op, dist_op = ops.nearest_code(z, codebook, backend="triton")
+    idx_op, dist_op = on_device(ops.nearest_code, z, codebook, backend="triton")
     assert torch.equal(idx_op, idx) and torch.equal(dist_op, dist)
     if dtype not in HALF and _clear_winner(z, codebook):
         ref_idx, _ = ops.nearest_code_ref(z.double(), codebook.double())
@@ -105,12 +138,12 @@ def test_nearest_code_matches_reference(dtype, M, K, D):
 def test_nearest_code_mixed_dtypes(z_dtype, c_dtype):
     z = _randn(20, 6, dtype=z_dtype)
     codebook = _randn(11, 6, dtype=c_dtype)
-    idx, dist = k_near.nearest_code(z, codebook)
+    idx, dist = on_device(k_near.nearest_code, z, codebook)
     _check_nearest(z, codebook, idx, dist)
 
 
 def test_nearest_code_empty():
-    idx, dist = k_near.nearest_code(torch.zeros(0, 4), torch.randn(3, 4))
+    idx, dist = on_device(k_near.nearest_code, torch.zeros(0, 4), torch.randn(3, 4))
     assert idx.shape == (0,) and dist.shape == (0,)
 
 
@@ -123,16 +156,16 @@ def test_nearest_code_ties_pick_lowest_index(dtype):
         codebook[k] = codebook[10]
     z = codebook[10] + 0.01 * torch.randn(20, D)
     codebook, z = codebook.to(dtype), z.to(dtype)
-    idx, _ = ops.nearest_code(z, codebook, backend="triton")
+    idx, _ = on_device(ops.nearest_code, z, codebook, backend="triton")
     assert (idx == 10).all()
     # One code repeated K times: always index 0.
     same = codebook[:1].expand(37, D).contiguous()
-    idx, _ = k_near.nearest_code(z, same)
+    idx, _ = on_device(k_near.nearest_code, z, same)
     assert (idx == 0).all()
     # z = 0 is exactly as far from v as from -v: the first of the equal codes wins.
     v = _randn(1, D, dtype=dtype)
     codebook = torch.cat([2 * v, -v, v, -v, v])
-    idx, _ = k_near.nearest_code(torch.zeros(3, D, dtype=dtype), codebook)
+    idx, _ = on_device(k_near.nearest_code, torch.zeros(3, D, dtype=dtype), codebook)
     assert (idx == 1).all()
 
 
@@ -140,10 +173,10 @@ def test_nearest_code_noncontiguous_and_batched():
     z = torch.randn(3, 8, 40).transpose(1, 2)  # (3, 40, 8), not contiguous
     codebook = torch.randn(8, 37).t()  # (37, 8), not contiguous
     assert not z.is_contiguous() and not codebook.is_contiguous()
-    idx, dist = ops.nearest_code(z, codebook, backend="triton")
+    idx, dist = on_device(ops.nearest_code, z, codebook, backend="triton")
     assert idx.shape == (3, 40) and dist.shape == (3, 40)
     flat = z.reshape(-1, 8).contiguous()
-    idx2, dist2 = k_near.nearest_code(flat, codebook.contiguous())
+    idx2, dist2 = on_device(k_near.nearest_code, flat, codebook.contiguous())
     assert torch.equal(idx.reshape(-1), idx2) and torch.equal(dist.reshape(-1), dist2)
     _check_nearest(flat, codebook, idx2, dist2)
 
@@ -151,8 +184,8 @@ def test_nearest_code_noncontiguous_and_batched():
 def test_nearest_code_distance_gradient():
     z = torch.randn(12, 4, dtype=F64, requires_grad=True)
     codebook = torch.randn(7, 4, dtype=F64, requires_grad=True)
-    _, dist = ops.nearest_code(z, codebook, backend="triton")
-    _, dist_ref = ops.nearest_code(z, codebook, backend="reference")
+    _, dist = on_device(ops.nearest_code, z, codebook, backend="triton")
+    _, dist_ref = on_device(ops.nearest_code, z, codebook, backend="reference")
     weights = torch.randn(12, dtype=F64)
     grads = torch.autograd.grad((dist * weights).sum(), (z, codebook))
     grads_ref = torch.autograd.grad((dist_ref * weights).sum(), (z, codebook))
@@ -172,7 +205,7 @@ def test_nearest_code_hypothesis(M, K, D, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
     z = _randn(M, D, dtype=dtype, gen=gen)
     codebook = _randn(K, D, dtype=dtype, gen=gen)
-    idx, dist = ops.nearest_code(z, codebook, backend="triton")
+    idx, dist = on_device(ops.nearest_code, z, codebook, backend="triton")
     _check_nearest(z, codebook, idx, dist)
 
 
@@ -185,14 +218,14 @@ def test_nearest_code_hypothesis(M, K, D, dtype, seed):
 def test_code_histogram_matches_reference(B, N, K):
     indices = torch.randint(0, K, (B, N))
     expected = ops.code_histogram_ref(indices, K)
-    assert torch.equal(k_hist.code_histogram(indices, K), expected)
-    assert torch.equal(ops.code_histogram(indices, K, backend="triton"), expected)
+    assert torch.equal(on_device(k_hist.code_histogram, indices, K), expected)
+    assert torch.equal(on_device(ops.code_histogram, indices, K, backend="triton"), expected)
 
 
 def test_code_histogram_noncontiguous_int32():
     indices = torch.randint(0, 9, (40, 3), dtype=torch.int32).t()
     assert not indices.is_contiguous()
-    hist = ops.code_histogram(indices, 9, backend="triton")
+    hist = on_device(ops.code_histogram, indices, 9, backend="triton")
     assert hist.dtype == torch.int64
     assert torch.equal(hist, ops.code_histogram_ref(indices.long(), 9))
 
@@ -207,7 +240,7 @@ def test_code_histogram_noncontiguous_int32():
 def test_code_histogram_hypothesis(B, N, K, seed):
     gen = torch.Generator().manual_seed(seed)
     indices = torch.randint(0, K, (B, N), generator=gen)
-    hist = ops.code_histogram(indices, K, backend="triton")
+    hist = on_device(ops.code_histogram, indices, K, backend="triton")
     assert torch.equal(hist, ops.code_histogram_ref(indices, K))
 
 
@@ -230,7 +263,7 @@ def _vq_reference(z, codebook, **kw):
 def _check_vq(z, codebook, scale=1.0, **kw):
     z = z.detach().requires_grad_()
     codebook = codebook.detach().requires_grad_()
-    loss = ops.vq_loss(z, codebook, backend="triton", **kw)
+    loss = on_device(ops.vq_loss, z, codebook, backend="triton", **kw)
     assert loss.dim() == 0 and loss.dtype == k_near.accumulate_dtype(z, codebook)
     gz, gc = torch.autograd.grad(loss * scale, (z, codebook))
     assert gz.dtype == z.dtype and gc.dtype == codebook.dtype
@@ -268,7 +301,7 @@ def test_vq_loss_kernels_direct(dtype):
     z = _randn(M, D, dtype=dtype)
     codebook = _randn(K, D, dtype=dtype)
     weights = (0.25, 0.5, 1.3, tau)
-    saved = k_vq.forward(z, codebook, *weights)
+    saved = on_device(k_vq.forward, z, codebook, *weights)
     loss, idx, row_max, log_norm, mean_p = saved
     acc = k_near.accumulate_dtype(z, codebook)
     assert idx.dtype == torch.int64 and idx.shape == (M,)
@@ -281,14 +314,14 @@ def test_vq_loss_kernels_direct(dtype):
     _assert_close_scaled(log_norm, torch.logsumexp(a - a.max(1, keepdim=True).values, 1), rtol)
     _assert_close_scaled(mean_p, torch.softmax(a, 1).mean(0), rtol)
     grad = torch.tensor(1.7, dtype=acc)
-    gz, gc = k_vq.backward(grad, z, codebook, *saved[1:], *weights)
+    gz, gc = on_device(k_vq.backward, grad, z, codebook, *saved[1:], *weights)
     kw = dict(zip(("commit_weight", "entropy_weight", "entropy_gamma", "temperature"), weights))
     loss_ref, gz_ref, gc_ref = _vq_reference(z, codebook, **kw)
     torch.testing.assert_close(loss.double(), loss_ref, rtol=rtol, atol=0)
     _assert_close_scaled(gz, 1.7 * gz_ref, rtol)
     _assert_close_scaled(gc, 1.7 * gc_ref, rtol)
     # Without the entropy term its saved tensors are zeros.
-    _, idx0, row_max0, log_norm0, mean_p0 = k_vq.forward(z, codebook, 0.25, 0.0, 1.3, tau)
+    _, idx0, row_max0, log_norm0, mean_p0 = on_device(k_vq.forward, z, codebook, 0.25, 0.0, 1.3, tau)
     assert torch.equal(idx0, idx)
     assert not row_max0.any() and not log_norm0.any() and not mean_p0.any()
 
@@ -296,9 +329,9 @@ def test_vq_loss_kernels_direct(dtype):
 def _entropy_term(z, codebook, **kw):
     """The entropy term alone: both calls pick the same codes, so their commitment terms (and
     the stop-gradients gradcheck cannot see) cancel."""
-    with_entropy = ops.vq_loss(z, codebook, commit_weight=0.0, backend="triton", **kw)
+    with_entropy = on_device(ops.vq_loss, z, codebook, commit_weight=0.0, backend="triton", **kw)
     kw = {**kw, "entropy_weight": 0.0}
-    return with_entropy - ops.vq_loss(z, codebook, commit_weight=0.0, backend="triton", **kw)
+    return with_entropy - on_device(ops.vq_loss, z, codebook, commit_weight=0.0, backend="triton", **kw)
 
 
 @pytest.mark.parametrize("temperature", [2.0, 0.05])
@@ -318,10 +351,10 @@ def test_vq_loss_commitment_gradients(dtype):
     codebook[20] = codebook[80] = codebook[3]
     z = (codebook[torch.randint(0, 8, (M,))] + 0.1 * torch.randn(M, D).to(dtype)).requires_grad_()
     codebook.requires_grad_()
-    loss = ops.vq_loss(z, codebook, commit_weight=commit, backend="triton")
+    loss = on_device(ops.vq_loss, z, codebook, commit_weight=commit, backend="triton")
     gz, gc = torch.autograd.grad(loss * scale, (z, codebook))
     z, codebook = z.detach(), codebook.detach()
-    idx = k_near.nearest_code(z, codebook)[0]
+    idx = on_device(k_near.nearest_code, z, codebook)[0]
     assert (idx == 3).any() and not ((idx == 20) | (idx == 80)).any()
     q = codebook[idx]
     err = q - z
@@ -339,13 +372,13 @@ def test_vq_loss_noncontiguous_batched_and_deterministic():
     kw = dict(commit_weight=0.25, entropy_weight=0.5, temperature=0.3)
     runs = []
     for _ in range(2):
-        loss = ops.vq_loss(z, codebook, backend="triton", **kw)
+        loss = on_device(ops.vq_loss, z, codebook, backend="triton", **kw)
         runs.append((loss, *torch.autograd.grad(loss, (z, codebook))))
     assert runs[1][1].shape == z.shape and runs[1][2].shape == codebook.shape
     for a, b in zip(*runs):
         assert torch.equal(a, b)
     flat = z.detach().reshape(-1, 6).contiguous()
-    loss_flat = ops.vq_loss(flat, codebook.detach().contiguous(), backend="triton", **kw)
+    loss_flat = on_device(ops.vq_loss, flat, codebook.detach().contiguous(), backend="triton", **kw)
     assert torch.equal(runs[0][0], loss_flat)
 
 
@@ -403,7 +436,7 @@ def _check_subsequence(x, t, l, length, smooth, gen=None):
     dtype = x.dtype
     ref_dtype = torch.float32 if dtype in HALF else dtype
     leaves = [v.detach().requires_grad_() for v in (x, t, l)]
-    out = ops.extract_subsequence(*leaves, length, smooth, backend="triton")
+    out = on_device(ops.extract_subsequence, *leaves, length, smooth, backend="triton")
     assert out.dtype == dtype and out.shape == (*t.shape, length)
     g = torch.randn(out.shape, generator=gen).to(dtype)
     grads = torch.autograd.grad(out, leaves, g)
@@ -417,9 +450,9 @@ def _check_subsequence(x, t, l, length, smooth, gen=None):
         _assert_close_scaled(grad, ref_grad, rtol * 10)
     # The kernels called directly give the same.
     plain = [v.detach().contiguous() for v in (x, t, l)]
-    assert torch.equal(k_sub.forward(*plain, length, smooth), out.detach())
-    for grad, direct in zip(grads, k_sub.backward(g, *plain, length, smooth)):
-        torch.testing.assert_close(direct, grad, rtol=0, atol=0)
+    assert torch.equal(on_device(k_sub.forward, *plain, length, smooth), out.detach())
+    for grad, direct in zip(grads, on_device(k_sub.backward, g, *plain, length, smooth)):
+        _assert_close_scaled(direct, grad, _atomic_order_rtol(dtype))
     return out, grads, ref_grads
 
 
@@ -453,7 +486,7 @@ def test_extract_subsequence_noncontiguous_3d_tokens():
     x = torch.randn(12, 3).t()  # (3, 12), not contiguous
     t = torch.rand(3, 4, 1) * 0.6
     l = (torch.rand(4, 3) * 0.5).t()
-    out = ops.extract_subsequence(x, t, l, 8, 3, backend="triton")
+    out = on_device(ops.extract_subsequence, x, t, l, 8, 3, backend="triton")
     ref = ops.extract_subsequence_ref(x, t.squeeze(-1), l, 8, 3)
     _assert_close_scaled(out, ref, 1e-5)
 
@@ -499,6 +532,7 @@ def _opcheck_cases():
 @pytest.mark.parametrize("case", list(_opcheck_cases()))
 def test_opcheck_triton(case):
     op, args, grad = _opcheck_cases()[case]
+    args = _move(args, DEVICE)
     if grad:
         args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point()
                      else a for a in args)
