@@ -59,7 +59,8 @@ def first_step(model, x, seed: int, bf16: bool):
     losses, codes = step_fn(model, optimizer, x, seed, bf16)()
     grads = torch.cat([p.grad.detach().double().flatten() for p in model.parameters()
                        if p.grad is not None])
-    return {k: float(v.detach().mean()) for k, v in losses.items()}, codes.detach().cpu(), grads.cpu()
+    losses = {k: float(v.detach().mean()) for k, v in losses.items()}
+    return losses, codes.detach().cpu(), grads.cpu()
 
 
 def compare(ref, got) -> dict:

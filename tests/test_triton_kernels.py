@@ -321,7 +321,8 @@ def test_vq_loss_kernels_direct(dtype):
     _assert_close_scaled(gz, 1.7 * gz_ref, rtol)
     _assert_close_scaled(gc, 1.7 * gc_ref, rtol)
     # Without the entropy term its saved tensors are zeros.
-    _, idx0, row_max0, log_norm0, mean_p0 = on_device(k_vq.forward, z, codebook, 0.25, 0.0, 1.3, tau)
+    no_entropy = on_device(k_vq.forward, z, codebook, 0.25, 0.0, 1.3, tau)
+    _, idx0, row_max0, log_norm0, mean_p0 = no_entropy
     assert torch.equal(idx0, idx)
     assert not row_max0.any() and not log_norm0.any() and not mean_p0.any()
 
@@ -329,9 +330,11 @@ def test_vq_loss_kernels_direct(dtype):
 def _entropy_term(z, codebook, **kw):
     """The entropy term alone: both calls pick the same codes, so their commitment terms (and
     the stop-gradients gradcheck cannot see) cancel."""
-    with_entropy = on_device(ops.vq_loss, z, codebook, commit_weight=0.0, backend="triton", **kw)
-    kw = {**kw, "entropy_weight": 0.0}
-    return with_entropy - on_device(ops.vq_loss, z, codebook, commit_weight=0.0, backend="triton", **kw)
+    def loss(**extra):
+        return on_device(ops.vq_loss, z, codebook, commit_weight=0.0, backend="triton",
+                         **{**kw, **extra})
+
+    return loss() - loss(entropy_weight=0.0)
 
 
 @pytest.mark.parametrize("temperature", [2.0, 0.05])
