@@ -34,6 +34,5 @@ def code_histogram(indices: torch.Tensor, num_code: int) -> torch.Tensor:
     block_n = block_size(N, 16, 1024)
     grid = (B, triton.cdiv(N, block_n))
     with device_guard(indices.device):
-        _code_histogram_kernel[grid](indices, hist, N, num_code, BLOCK_N=block_n,
-                                          enable_fp_fusion=True)
+        _code_histogram_kernel[grid](indices, hist, N, num_code, BLOCK_N=block_n)
     return hist

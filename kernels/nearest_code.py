@@ -6,6 +6,13 @@ are computed directly as ``sum_d (z_d - e_d)^2`` (no ``|z|^2 + |e|^2 - 2 z.e`` e
 ``tl.dot``) in float32, or float64 when either input is float64. Ties go to the lowest index, as
 ``torch.argmin``: ``tl.min(..., return_indices=True)`` breaks ties to the left within a tile and a
 later tile must be strictly smaller to win.
+
+Every kernel that computes distances (here and in ``vq_loss.py``) is compiled without floating-point
+contraction (``enable_fp_fusion=False``): each distance is then the same IEEE sequence of roundings
+in every kernel, on a GPU and in the interpreter alike, so ``nearest_code`` and the VQ loss pick the
+same codes and the loss's recomputed logits match its saved maximum bit for bit. (With contraction
+the compiler turns ``d * s - m`` into one fma, whose result for the nearest code is the rounding
+error of ``m`` instead of 0; at ``tau = 0.01`` that error, ~1e-4, wrecked the entropy gradients.)
 """
 
 from __future__ import annotations
@@ -91,6 +98,6 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     with device_guard(z.device):
         _nearest_code_kernel[grid](
             z, codebook, idx, dist, M, K, D,
-            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=True,
+            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=False,
         )
     return idx, dist

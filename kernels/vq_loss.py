@@ -18,10 +18,10 @@ over the codes: ``sum_j p_j g_j`` first, then ``dL/dd``) and saves ``sum_j p_j g
 ``_backward_codes_kernel`` sums ``dL/de`` per code tile over its token group into a partial buffer.
 
 Every kernel computes distances with the same ``distance_tile`` (one dimension at a time, the same
-operations for every entry), so the recomputed distance of the nearest code equals the saved
-``m`` bit for bit and the recomputed ``p`` sums to 1 to rounding. This matters: with ``tau`` small
-the logits are hundreds, and a recomputed ``p`` off by 1e-5 in total wrecks
-``g_nk - sum_j p_nj g_nj``, which cancels almost exactly for the nearest code.
+operations for every entry, no fp contraction: see ``nearest_code.py``), so the recomputed distance
+of the nearest code equals the saved ``m`` bit for bit and the recomputed ``p`` sums to 1 to
+rounding. This matters: with ``tau`` small the logits are hundreds, and a recomputed ``p`` off by
+1e-5 in total wrecks ``g_nk - sum_j p_nj g_nj``, which cancels almost exactly for the nearest code.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ LOG_EPS = tl.constexpr(math.log(1e-5))
 # TARGET_PROGRAMS x BLOCK_K (x D) values, and fixes their summation order independently of the
 # device.
 TARGET_PROGRAMS = 512
-# Elements of the [BLOCK_M, BLOCK_K, BLOCK_D] tiles of the backward kernels (registers).
-TILE_BUDGET = {torch.float32: 8192, torch.float64: 4096}
+# Elements of the [BLOCK_M, BLOCK_K, BLOCK_D] tiles of the float64 backward kernels (registers).
+TILE_BUDGET_F64 = 4096
 
 
 @triton.jit
@@ -136,7 +136,7 @@ def _probs_and_weights(dist, row_max, log_norm, code_term, code_ok, neg_inv_tau,
 def _backward_rows_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, code_term_ptr,
                           params_ptr, gz_ptr, total_ptr, M, K, D, ENTROPY: tl.constexpr,
                           ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                          BLOCK_D: tl.constexpr):
+                          BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < M
     dims = tl.arange(0, BLOCK_D)
@@ -175,7 +175,11 @@ def _backward_rows_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, code
             dd = p * (g - total[:, None]) * neg_inv_tau
             e = tl.load(c_ptr + codes[:, None] * D + dims[None, :],
                         mask=code_ok[:, None] & dim_ok[None, :], other=0.0).to(ACC)
-            acc += tl.sum(dd[:, :, None] * (z[:, None, :] - e[None, :, :]), axis=1)
+            if DOT:
+                # sum_k dd_nk (z_n - e_k) = (sum_k dd_nk) z_n - (dd E)_n, in IEEE float32.
+                acc += tl.sum(dd, axis=1)[:, None] * z - tl.dot(dd, e, input_precision="ieee")
+            else:
+                acc += tl.sum(dd[:, :, None] * (z[:, None, :] - e[None, :, :]), axis=1)
         gz += 2.0 * acc
         tl.store(total_ptr + rows, total, mask=row_ok)
     tl.store(gz_ptr + rows[:, None] * D + dims[None, :], gz.to(gz_ptr.dtype.element_ty),
@@ -186,7 +190,7 @@ def _backward_rows_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, code
 def _backward_codes_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, code_term_ptr,
                            params_ptr, total_ptr, gc_part_ptr, M, K, D, ENTROPY: tl.constexpr,
                            ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                           BLOCK_D: tl.constexpr):
+                           BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     tile = tl.program_id(0)
     group = tl.program_id(1)
     groups = tl.num_programs(1)
@@ -207,7 +211,6 @@ def _backward_codes_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, cod
         z = tl.load(z_ptr + rows[:, None] * D + dims[None, :],
                     mask=row_ok[:, None] & dim_ok[None, :], other=0.0).to(ACC)
         idx = tl.load(idx_ptr + rows, mask=row_ok, other=-1)
-        diff = z[:, None, :] - e[None, :, :]
         # Commitment: commit * 2 grad (e_k - z_n) / (M D) for the tokens whose nearest code is k.
         w = tl.where(idx[:, None] == codes[None, :], commit_scale, 0.0)
         if ENTROPY:
@@ -221,7 +224,11 @@ def _backward_codes_kernel(z_ptr, c_ptr, idx_ptr, row_max_ptr, log_norm_ptr, cod
             # dL/de_k = sum_n dL/dd_nk 2 (e_k - z_n)
             w += 2.0 * p * (g - total[:, None]) * neg_inv_tau
         w = tl.where(row_ok[:, None], w, 0.0)
-        gc -= tl.sum(w[:, :, None] * diff, axis=0)
+        if DOT:
+            # sum_n w_nk (z_n - e_k) = (W^T Z)_k - (sum_n w_nk) e_k, in IEEE float32.
+            gc -= tl.dot(tl.trans(w), z, input_precision="ieee") - tl.sum(w, axis=0)[:, None] * e
+        else:
+            gc -= tl.sum(w[:, :, None] * (z[:, None, :] - e[None, :, :]), axis=0)
     out = gc_part_ptr + group.to(tl.int64) * K * D + codes[:, None] * D + dims[None, :]
     tl.store(out, gc, mask=e_ok)
 
@@ -245,11 +252,21 @@ def _row_blocks(M: int, K: int, acc: torch.dtype) -> tuple[int, int]:
     return block_size(M, 16, 64 if acc == torch.float32 else 32), block_size(K, 16, 64)
 
 
+def _use_dot(acc: torch.dtype) -> bool:
+    """float32: the backward's sums over codes and tokens are ``tl.dot`` products (IEEE float32,
+    no TF32); float64: broadcast products summed in registers."""
+    return acc == torch.float32
+
+
 def _tile_blocks(M: int, K: int, D: int, acc: torch.dtype) -> tuple[int, int, int]:
-    """Token, code and dimension tile of the backward kernels ([BLOCK_M, BLOCK_K, BLOCK_D])."""
+    """Token, code and dimension tile of the backward kernels: ``[BLOCK_M, BLOCK_K]`` and
+    ``[BLOCK_K, BLOCK_D]`` operands of ``tl.dot`` (every side >= 16), else ``[BLOCK_M, BLOCK_K,
+    BLOCK_D]`` broadcast products."""
+    if _use_dot(acc):
+        return block_size(M, 16, 32), block_size(K, 16, 32), max(16, triton.next_power_of_2(D))
     block_d = triton.next_power_of_2(D)
     block_m = block_size(M, 16, 16 if block_d >= 64 else 32)
-    block_k = block_size(K, 2, max(2, TILE_BUDGET[acc] // (block_m * block_d)))
+    block_k = block_size(K, 2, max(2, TILE_BUDGET_F64 // (block_m * block_d)))
     return block_m, block_k, block_d
 
 
@@ -273,7 +290,7 @@ def forward(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperatu
         _forward_rows_kernel[(token_blocks,)](
             z, codebook, params, idx, row_max, log_norm, sq, M, K, D,
             ENTROPY=entropy, ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k,
-            enable_fp_fusion=True,
+            enable_fp_fusion=False,
         )
         loss = (1.0 + commit_weight) * sq.sum(dtype=torch.float64) / (M * D)
         if entropy:
@@ -283,7 +300,7 @@ def forward(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperatu
             h_part = torch.empty(groups, code_tiles, dtype=acc, device=device)
             _forward_codes_kernel[(code_tiles, groups)](
                 z, codebook, params, row_max, log_norm, p_part, h_part, M, K, D,
-                ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=True,
+                ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=False,
             )
             p_bar = p_part.sum(0, dtype=torch.float64) / M
             h_bar = -(p_bar * p_bar.clamp(min=EPS.value).log()).sum()
@@ -322,7 +339,7 @@ def backward(grad, z, codebook, idx, row_max, log_norm, mean_p, commit_weight, e
     groups = _token_groups(token_blocks, code_tiles)
     gc_part = torch.empty(groups, K, D, dtype=acc, device=device)
     meta = dict(ENTROPY=entropy, ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k,
-                BLOCK_D=block_d, enable_fp_fusion=True)
+                BLOCK_D=block_d, DOT=_use_dot(acc), enable_fp_fusion=False)
     with device_guard(device):
         _backward_rows_kernel[(token_blocks,)](
             z, codebook, idx, row_max, log_norm, code_term, params, gz, total, M, K, D, **meta

@@ -295,6 +295,23 @@ def test_vq_loss_default_temperature(dtype):
     _check_vq(z, codebook, commit_weight=1.0, entropy_weight=0.1, entropy_gamma=1.0)
 
 
+def test_vq_loss_peaked_softmax_wide_codes():
+    # tau = 0.01 with D = 32 at unit scale: logits of several thousand, where the entropy
+    # gradient cancels almost exactly for the nearest code. A logit rounded differently in the
+    # backward than in the forward (e.g. by fp contraction on a GPU) shows up here at ~1e-1.
+    z = _randn(64, 32)
+    codebook = _randn(300, 32)
+    kw = dict(commit_weight=0.25, entropy_weight=0.1, entropy_gamma=1.0, temperature=0.01)
+    z_ = z.clone().requires_grad_()
+    c_ = codebook.clone().requires_grad_()
+    loss = on_device(ops.vq_loss, z_, c_, backend="triton", **kw)
+    grads = torch.autograd.grad(loss, (z_, c_))
+    loss_ref, *grads_ref = _vq_reference(z, codebook, **kw)
+    torch.testing.assert_close(loss.double(), loss_ref, rtol=1e-5, atol=0)
+    for grad, grad_ref in zip(grads, grads_ref):
+        assert float((grad.double() - grad_ref).norm() / grad_ref.norm()) < 1e-3
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
 def test_vq_loss_kernels_direct(dtype):
     M, K, D, tau = 45, 70, 6, 0.3
