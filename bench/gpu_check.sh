@@ -46,7 +46,7 @@ run_step() {
         >> "$OUT_DIR/steps.tsv"
 }
 
-# Budget: 10 + 120 + 150 + 60 + 40 + 50 s = 430 s, inside 8 minutes with room for start-up.
+# Budget: 10 + 120 + 150 + 60 + 40 + 50 + 40 s = 470 s, inside 8 minutes with room for start-up.
 run_step gpu 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
     --format=csv
 run_step tests 120 env VQFAST_TEST_DEVICE=cuda \
@@ -58,6 +58,8 @@ run_step large 60 "$PY" bench/quantize.py --device cuda --mem-limit-gb 40 --budg
 run_step subsequence 40 "$PY" bench/subsequence.py --device cuda \
     --json "$OUT_DIR/subsequence-cuda.json"
 run_step model 50 "$PY" bench/model_step.py --device cuda --json "$OUT_DIR/model-step-cuda.json"
+run_step model-bf16 40 "$PY" bench/model_step.py --device cuda --bf16 \
+    --json "$OUT_DIR/model-step-cuda-bf16.json"
 
 timeout 10 "$PY" "$REPO/bench/summary.py" "$OUT_DIR"
 echo "total $(($(date +%s) - T0)) s; logs and JSON in $OUT_DIR"

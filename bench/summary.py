@@ -133,7 +133,8 @@ def main(argv: list[str]) -> int:
     print_quantize(load_json(out_dir / "quantize-cuda.json"), "quantize-cuda.json")
     print_subsequence(load_json(out_dir / "subsequence-cuda.json"), "subsequence-cuda.json")
     print_large(load_json(out_dir / "quantize-cuda-large.json"), "quantize-cuda-large.json")
-    print_model_step(load_json(out_dir / "model-step-cuda.json"), "model-step-cuda.json")
+    for name in ("model-step-cuda.json", "model-step-cuda-bf16.json"):
+        print_model_step(load_json(out_dir / name), name)
     return 0
 
 
