@@ -7,19 +7,17 @@ are computed directly as ``sum_d (z_d - e_d)^2`` (no ``|z|^2 + |e|^2 - 2 z.e`` e
 ``torch.argmin``: ``tl.min(..., return_indices=True)`` breaks ties to the left within a tile and a
 later tile must be strictly smaller to win.
 
-Every kernel that computes distances (here and in ``vq_loss.py``) is compiled without implicit
-floating-point contraction (``enable_fp_fusion=False``); the distance sums use explicit fmas. Each
-distance is then the same sequence of roundings in every kernel, so ``nearest_code`` and the VQ
-loss pick the same codes and the loss's recomputed logits match its saved maximum bit for bit.
-(With implicit contraction the compiler turned ``d * s - m`` into one fma, whose result for the
-nearest code is the rounding error of ``m`` instead of 0; at ``tau = 0.01`` that error, ~1e-4,
-wrecked the entropy gradients on a GPU, while the interpreter, which never contracts, was exact.)
+Every kernel that computes distances (here and in ``vq_loss.py``) is compiled without floating-point
+contraction (``enable_fp_fusion=False``): each distance is then the same IEEE sequence of roundings
+in every kernel, on a GPU and in the interpreter alike, so ``nearest_code`` and the VQ loss pick the
+same codes and the loss's recomputed logits match its saved maximum bit for bit. (With contraction
+the compiler turns ``d * s - m`` into one fma, whose result for the nearest code is the rounding
+error of ``m`` instead of 0; at ``tau = 0.01`` that error, ~1e-4, wrecked the entropy gradients.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 import triton
@@ -30,16 +28,15 @@ import triton.language as tl
 def distance_tile(z_rows, row_ok, c_ptr, codes, code_ok, D, ACC: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
     """``[BLOCK_M, BLOCK_K]`` squared distances of the rows at ``z_rows`` (pointers to each
-    row's first element) to the codes ``codes``, one dimension at a time with an explicit fma
-    (one rounding per term, the same in every kernel). Every entry sums its terms in the same
-    order, so equal codes give bit-equal distances."""
+    row's first element) to the codes ``codes``, one dimension at a time. Every entry sums its
+    terms in the same order, so equal codes give bit-equal distances."""
     c_rows = c_ptr + codes * D
     dist = tl.zeros([BLOCK_M, BLOCK_K], ACC)
     for d in range(0, D):
         zd = tl.load(z_rows + d, mask=row_ok, other=0.0).to(ACC)
         ed = tl.load(c_rows + d, mask=code_ok, other=0.0).to(ACC)
         diff = zd[:, None] - ed[None, :]
-        dist = tl.fma(diff, diff, dist)
+        dist += diff * diff
     return dist
 
 
@@ -85,24 +82,6 @@ def block_size(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(n), 1))))
 
 
-@functools.cache
-def _multiprocessors(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def token_block(M: int, hi: int, device: torch.device) -> int:
-    """Tokens per program: up to ``hi``; on a GPU fewer (down to 16) while ``M`` tokens would
-    give fewer than two programs per multiprocessor. Only the split of the tokens changes: each
-    token's result does not depend on it."""
-    block = block_size(M, 16, hi)
-    if device.type == "cuda":
-        sms = _multiprocessors(device.index if device.index is not None else
-                               torch.cuda.current_device())
-        while block > 16 and triton.cdiv(M, block) < 2 * sms:
-            block //= 2
-    return block
-
-
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``z (M, D)``, ``codebook (K, D)`` (same device) -> ``(idx int64, dist)``."""
     z, codebook = z.contiguous(), codebook.contiguous()
@@ -113,7 +92,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     dist = torch.empty(M, dtype=acc, device=z.device)
     if M == 0:
         return idx, dist
-    block_m = token_block(M, 64 if acc == torch.float32 else 32, z.device)
+    block_m = block_size(M, 16, 64 if acc == torch.float32 else 32)
     block_k = block_size(K, 16, 64)
     grid = (triton.cdiv(M, block_m),)
     with device_guard(z.device):

@@ -38,7 +38,6 @@ from .nearest_code import (
     device_guard,
     distance_tile,
     tl_dtype,
-    token_block,
 )
 
 EPS = tl.constexpr(1e-5)
@@ -248,9 +247,9 @@ def _params(acc, device, tau, *scales):
     return params
 
 
-def _row_blocks(M: int, K: int, acc: torch.dtype, device: torch.device) -> tuple[int, int]:
+def _row_blocks(M: int, K: int, acc: torch.dtype) -> tuple[int, int]:
     """Token and code tile of the forward kernels ([BLOCK_M, BLOCK_K] distance tiles)."""
-    return token_block(M, 64 if acc == torch.float32 else 32, device), block_size(K, 16, 64)
+    return block_size(M, 16, 64 if acc == torch.float32 else 32), block_size(K, 16, 64)
 
 
 def _use_dot(acc: torch.dtype) -> bool:
@@ -259,16 +258,14 @@ def _use_dot(acc: torch.dtype) -> bool:
     return acc == torch.float32
 
 
-def _tile_blocks(M: int, K: int, D: int, acc: torch.dtype,
-                 device: torch.device) -> tuple[int, int, int]:
+def _tile_blocks(M: int, K: int, D: int, acc: torch.dtype) -> tuple[int, int, int]:
     """Token, code and dimension tile of the backward kernels: ``[BLOCK_M, BLOCK_K]`` and
     ``[BLOCK_K, BLOCK_D]`` operands of ``tl.dot`` (every side >= 16), else ``[BLOCK_M, BLOCK_K,
     BLOCK_D]`` broadcast products."""
     if _use_dot(acc):
-        block_d = max(16, triton.next_power_of_2(D))
-        return token_block(M, 32, device), block_size(K, 16, 32), block_d
+        return block_size(M, 16, 32), block_size(K, 16, 32), max(16, triton.next_power_of_2(D))
     block_d = triton.next_power_of_2(D)
-    block_m = token_block(M, 16 if block_d >= 64 else 32, device)
+    block_m = block_size(M, 16, 16 if block_d >= 64 else 32)
     block_k = block_size(K, 2, max(2, TILE_BUDGET_F64 // (block_m * block_d)))
     return block_m, block_k, block_d
 
@@ -286,7 +283,7 @@ def forward(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperatu
     log_norm = torch.zeros(M, dtype=acc, device=device)
     mean_p = torch.zeros(K, dtype=acc, device=device)
     params = _params(acc, device, temperature)
-    block_m, block_k = _row_blocks(M, K, acc, device)
+    block_m, block_k = _row_blocks(M, K, acc)
     token_blocks = triton.cdiv(M, block_m)
     sq = torch.empty(token_blocks, dtype=acc, device=device)
     with device_guard(device):
@@ -336,7 +333,7 @@ def backward(grad, z, codebook, idx, row_max, log_norm, mean_p, commit_weight, e
         code_term = torch.zeros(K, dtype=acc, device=device)
     gz = torch.empty_like(z)
     total = torch.zeros(M, dtype=acc, device=device)
-    block_m, block_k, block_d = _tile_blocks(M, K, D, acc, device)
+    block_m, block_k, block_d = _tile_blocks(M, K, D, acc)
     token_blocks = triton.cdiv(M, block_m)
     code_tiles = triton.cdiv(K, block_k)
     groups = _token_groups(token_blocks, code_tiles)
