@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -183,3 +184,10 @@ def test_text_options_are_checked(tmp_path):
     proc = run(["--text", "label", "--text-mode", "distill", "--output-dir", str(tmp_path)],
                check=False)
     assert proc.returncode != 0 and "--teacher" in proc.stderr
+    # A shard folder beside a labelled dataset: its series have no text.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    np.save(shards / "shard_000.npy", np.random.default_rng(0).normal(size=(4, 64)))
+    proc = run(TINY + ["--text", "label", "--dataset", "BasicMotions", "--dataset", str(shards),
+                       "--output-dir", str(tmp_path / "run")], check=False)
+    assert proc.returncode != 0 and "no per-sample text" in proc.stderr

@@ -201,13 +201,14 @@ def build_model(args, preset):
     return model, None
 
 
-def build_objective(args, labelled, sources, teacher, accelerator):
+def build_objective(args, labelled, pool, sources, teacher, accelerator):
     from vqfast import objectives
 
     if args.text == "none":
         return objectives.PlainObjective()
-    if not labelled or sources is None or len(sources) == 0:
-        raise SystemExit("--text needs labelled datasets (names or files), not .npy shard folders")
+    if not labelled or sources is None or len(sources) != len(pool):
+        raise SystemExit("--text needs labelled datasets (names or files) only: .npy shard "
+                         "folders have no per-sample text")
     if args.text == "file" and len(labelled) > 1:
         raise SystemExit("--text file pairs one notes file with one dataset; pass one --dataset")
     from vqfast.text import TextEncoder
@@ -259,7 +260,7 @@ def main(argv=None) -> dict:
     set_seed(args.seed)
     model, teacher = build_model(args, preset)
     labelled, pool, sources = load_data(args, model.len_input, accelerator)
-    objective = build_objective(args, labelled, sources, teacher, accelerator)
+    objective = build_objective(args, labelled, pool, sources, teacher, accelerator)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     batches = ShardedBatches(len(pool), settings.batch_size, rank, world, args.seed)
