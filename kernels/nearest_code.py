@@ -23,6 +23,9 @@ import torch
 import triton
 import triton.language as tl
 
+# Implicit fp contraction off in every kernel that computes distances (see the module docstring).
+FP_FUSION = False
+
 
 @triton.jit
 def distance_tile(z_rows, row_ok, c_ptr, codes, code_ok, D, ACC: tl.constexpr,
@@ -98,6 +101,6 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     with device_guard(z.device):
         _nearest_code_kernel[grid](
             z, codebook, idx, dist, M, K, D,
-            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=False,
+            ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=FP_FUSION,
         )
     return idx, dist

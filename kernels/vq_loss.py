@@ -33,6 +33,7 @@ import triton
 import triton.language as tl
 
 from .nearest_code import (
+    FP_FUSION,
     accumulate_dtype,
     block_size,
     device_guard,
@@ -290,7 +291,7 @@ def forward(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperatu
         _forward_rows_kernel[(token_blocks,)](
             z, codebook, params, idx, row_max, log_norm, sq, M, K, D,
             ENTROPY=entropy, ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k,
-            enable_fp_fusion=False,
+            enable_fp_fusion=FP_FUSION,
         )
         loss = (1.0 + commit_weight) * sq.sum(dtype=torch.float64) / (M * D)
         if entropy:
@@ -300,7 +301,7 @@ def forward(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperatu
             h_part = torch.empty(groups, code_tiles, dtype=acc, device=device)
             _forward_codes_kernel[(code_tiles, groups)](
                 z, codebook, params, row_max, log_norm, p_part, h_part, M, K, D,
-                ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=False,
+                ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k, enable_fp_fusion=FP_FUSION,
             )
             p_bar = p_part.sum(0, dtype=torch.float64) / M
             h_bar = -(p_bar * p_bar.clamp(min=EPS.value).log()).sum()
@@ -339,7 +340,7 @@ def backward(grad, z, codebook, idx, row_max, log_norm, mean_p, commit_weight, e
     groups = _token_groups(token_blocks, code_tiles)
     gc_part = torch.empty(groups, K, D, dtype=acc, device=device)
     meta = dict(ENTROPY=entropy, ACC=tl_dtype(acc), BLOCK_M=block_m, BLOCK_K=block_k,
-                BLOCK_D=block_d, DOT=_use_dot(acc), enable_fp_fusion=False)
+                BLOCK_D=block_d, DOT=_use_dot(acc), enable_fp_fusion=FP_FUSION)
     with device_guard(device):
         _backward_rows_kernel[(token_blocks,)](
             z, codebook, idx, row_max, log_norm, code_term, params, gz, total, M, K, D, **meta
