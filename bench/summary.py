@@ -51,10 +51,7 @@ def fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_quantize(data: dict | None, name: str) -> None:
-    if data is None:
-        print(f"quantize: no {name}")
-        return
+def print_quantize(data: dict) -> None:
     acc = data.get("acceptance", {})
     errs = acc.get("loss_rel_err_vs_authors_fp32") or [None] * 3
     state = "" if data.get("complete") else " (INCOMPLETE: cut short)"
@@ -75,10 +72,7 @@ def print_quantize(data: dict | None, name: str) -> None:
               f"{r['error'][:120]}")
 
 
-def print_subsequence(data: dict | None, name: str) -> None:
-    if data is None:
-        print(f"subsequence: no {name}")
-        return
+def print_subsequence(data: dict) -> None:
     print("subsequence (B=512 N=64 S=128 T=512): speedup vs authors, max abs diff")
     for r in data.get("rows", []):
         if r["impl"] == "authors":
@@ -91,10 +85,7 @@ def print_subsequence(data: dict | None, name: str) -> None:
         print(f"  {r['mode']:7s} smooth={r['smooth']} {r['impl']:20s} {text[:120]}")
 
 
-def print_large(data: dict | None, name: str) -> None:
-    if data is None:
-        print(f"large cases: no {name}")
-        return
+def print_large(data: dict) -> None:
     print("large cases: median ms, speed-up vs authors (x), tokens/s")
     for r in data.get("rows", []):
         what = (f"  {r['op']:12s} {r.get('mode', ''):7s} N={r['N']} K={r['K']} D={r['D']} "
@@ -107,10 +98,7 @@ def print_large(data: dict | None, name: str) -> None:
               f"{r['tokens_per_s'] / 1e6:9.1f} M/s")
 
 
-def print_model_step(data: dict | None, name: str) -> None:
-    if data is None:
-        print(f"model step: no {name}")
-        return
+def print_model_step(data: dict) -> None:
     print("model step (pretrain fwd+bwd+AdamW): ms/step, speed-up of auto over reference, diffs")
     for r in data.get("rows", []):
         what = f"  {r['preset']:8s} batch={r['batch']} bf16={r['bf16']} {r['backend']:9s}"
@@ -130,11 +118,16 @@ def main(argv: list[str]) -> int:
     out_dir = Path(argv[1] if len(argv) > 1 else "bench/out")
     print(f"\n===== GPU check summary ({out_dir}) =====")
     print_steps(out_dir)
-    print_quantize(load_json(out_dir / "quantize-cuda.json"), "quantize-cuda.json")
-    print_subsequence(load_json(out_dir / "subsequence-cuda.json"), "subsequence-cuda.json")
-    print_large(load_json(out_dir / "quantize-cuda-large.json"), "quantize-cuda-large.json")
-    for name in ("model-step-cuda.json", "model-step-cuda-bf16.json"):
-        print_model_step(load_json(out_dir / name), name)
+    for printer, name in ((print_quantize, "quantize-cuda.json"),
+                          (print_subsequence, "subsequence-cuda.json"),
+                          (print_large, "quantize-cuda-large.json"),
+                          (print_model_step, "model-step-cuda.json"),
+                          (print_model_step, "model-step-cuda-bf16.json")):
+        data = load_json(out_dir / name)
+        if data is None:
+            print(f"no {name}")
+        else:
+            printer(data)
     return 0
 
 

@@ -38,6 +38,18 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="module")
+def io() -> dict:
+    """Inputs, outputs, losses and gradients of the authors' code on their checkpoint."""
+    return torch.load(FIXTURES / "official-vqshape-tiny-io.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def ckpt_path() -> Path:
+    """The authors' Lightning checkpoint behind ``io``."""
+    return FIXTURES / "official-vqshape-tiny.ckpt"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

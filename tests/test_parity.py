@@ -21,16 +21,6 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-@pytest.fixture(scope="module")
-def io(fixtures_dir):
-    return torch.load(fixtures_dir / "official-vqshape-tiny-io.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def ckpt_path(fixtures_dir):
-    return fixtures_dir / "official-vqshape-tiny.ckpt"
-
-
 def authors_keywords(hparams: dict) -> dict:
     """The constructor call of the authors' Lightning module, written out by hand."""
     return dict(

@@ -17,16 +17,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def io(fixtures_dir):
-    return torch.load(fixtures_dir / "official-vqshape-tiny-io.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def ckpt(fixtures_dir):
-    return fixtures_dir / "official-vqshape-tiny.ckpt"
-
-
 def token_embeddings(batch, length=5, dim=384, seed=0):
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randn(batch, length, dim, generator=g)
@@ -35,9 +25,9 @@ def token_embeddings(batch, length=5, dim=384, seed=0):
     return TextEmbeddings(tokens, mask, tokens.mean(1))
 
 
-def test_without_text_it_is_exactly_vqshape(ckpt, io):
-    plain = VQShape.from_official_checkpoint(ckpt)
-    text = VQShapeText.from_official_checkpoint(ckpt)
+def test_without_text_it_is_exactly_vqshape(ckpt_path, io):
+    plain = VQShape.from_official_checkpoint(ckpt_path)
+    text = VQShapeText.from_official_checkpoint(ckpt_path)
     x = io["x"]
     a, b = plain(x, mode="tokenize"), text(x, mode="tokenize")
     for key in a[0]:
