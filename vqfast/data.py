@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from vqfast.fileio import atomic_write, read_cache
-from vqfast.inputs import PAD_MODES, SeriesError, prepare_series
+from vqfast.inputs import PAD_MODES, SeriesError, describe_indices, prepare_series
 
 __all__ = [
     "CACHE_VERSION",
@@ -56,12 +56,6 @@ _SPLITS = ("train", "test")
 
 class DataError(SeriesError):
     """A dataset cannot be loaded or used as it is; the message says what is wrong and the fix."""
-
-
-def _indices(idx, limit: int = 10) -> str:
-    idx = [int(i) for i in idx]
-    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
-    return f"{idx[:limit]}{more}"
 
 
 def _check_how(how, where: str) -> None:
@@ -511,27 +505,27 @@ def _clean_series(X, where: str):
             continue
         out.append(s)
     if bad_type:
-        raise DataError(f"{where}: samples {_indices(bad_type)} are not numeric series")
+        raise DataError(f"{where}: samples {describe_indices(bad_type)} are not numeric series")
     if bad_rank:
-        raise DataError(f"{where}: samples {_indices(bad_rank)} are not (T,) or (C, T) arrays")
+        raise DataError(f"{where}: samples {describe_indices(bad_rank)} are not (T,) or (C, T) arrays")
     if inf:
-        raise DataError(f"{where}: samples {_indices(inf)} contain Inf; remove those samples or "
+        raise DataError(f"{where}: samples {describe_indices(inf)} contain Inf; remove those samples or "
                         "replace the values first")
     if nan_inside:
         raise DataError(
-            f"{where}: samples {_indices(nan_inside)} contain NaN inside the series (trailing NaN "
+            f"{where}: samples {describe_indices(nan_inside)} contain NaN inside the series (trailing NaN "
             "padding of unequal-length series is trimmed automatically, NaN elsewhere is not; "
             "in a multivariate sample all channels must end at the same point). Fill the missing "
             "values (e.g. interpolate) or drop those samples."
         )
     if short:
-        raise DataError(f"{where}: samples {_indices(short)} have fewer than 2 points (after "
+        raise DataError(f"{where}: samples {describe_indices(short)} have fewer than 2 points (after "
                         "trimming trailing NaN padding); a shape needs at least 2. Drop them.")
     channels = np.array([s.shape[0] for s in out])
     if (channels != channels[0]).any():
         odd = np.flatnonzero(channels != channels[0])
         raise DataError(f"{where}: every sample must have the same number of channels; sample 0 "
-                        f"has {channels[0]}, samples {_indices(odd)} have "
+                        f"has {channels[0]}, samples {describe_indices(odd)} have "
                         f"{sorted(set(channels[odd].tolist()))}")
     return out
 
@@ -564,7 +558,7 @@ def _encode_labels(y_train, y_test, n_train: int, n_test: int | None, name: str)
             y = np.array([_label_text(v) for v in y])
         if y.dtype.kind == "f" and np.isnan(y).any():
             raise DataError(f"{name} ({split}): labels of samples "
-                            f"{_indices(np.flatnonzero(np.isnan(y)))} are NaN; label or drop them")
+                            f"{describe_indices(np.flatnonzero(np.isnan(y)))} are NaN; label or drop them")
         ys.append(y)
     y_tr, y_te = ys
     if y_tr is None:

@@ -19,10 +19,11 @@ class SeriesError(ValueError):
     """A series given to vqfast cannot be used as it is; the message says how to fix it."""
 
 
-def _describe_indices(idx: torch.Tensor, limit: int = 10) -> str:
-    items = [int(i) for i in idx[:limit]]
-    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
-    return f"{items}{more}"
+def describe_indices(idx, limit: int = 10) -> str:
+    """``[3, 7, 9] and 4 more``: the first ``limit`` of some sample indices, for error messages."""
+    items = [int(i) for i in idx]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{items[:limit]}{more}"
 
 
 def check_finite(x: torch.Tensor, where: str) -> None:
@@ -32,7 +33,7 @@ def check_finite(x: torch.Tensor, where: str) -> None:
         if bad_mask.any():
             rows = bad_mask.reshape(x.shape[0], -1).any(dim=1).nonzero().flatten()
             raise SeriesError(
-                f"{where}: samples {_describe_indices(rows)} contain NaN or Inf. Remove or fill "
+                f"{where}: samples {describe_indices(rows)} contain NaN or Inf. Remove or fill "
                 "them first (for unequal-length data stored NaN-padded, pass the series as a list "
                 "to vqfast.prepare_series)."
             )
@@ -137,7 +138,7 @@ def prepare_series(
                           f"{sorted(channels)}")
     short = [i for i, s in enumerate(series) if s.shape[1] < 2]
     if short:
-        raise SeriesError(f"{where}: series {_describe_indices(torch.tensor(short))} have fewer "
+        raise SeriesError(f"{where}: series {describe_indices(torch.tensor(short))} have fewer "
                           "than 2 points; a shape needs at least 2")
     for i, s in enumerate(series):
         if not torch.isfinite(s).all():

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from vqfast.fileio import atomic_write, atomic_write_json, read_cache
+from vqfast.inputs import describe_indices
 
 __all__ = [
     "DEFAULT_CHANNEL_NAMES",
@@ -100,12 +101,6 @@ class TextError(ValueError):
     """Text given to vqfast cannot be used as it is; the message says what is wrong and the fix."""
 
 
-def _indices(idx, limit: int = 10) -> str:
-    idx = [int(i) for i in idx]
-    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
-    return f"{idx[:limit]}{more}"
-
-
 def _check_texts(texts, where: str) -> list[str]:
     """A non-empty list of non-blank strings, or a :class:`TextError` naming what is wrong."""
     if isinstance(texts, str):
@@ -118,11 +113,11 @@ def _check_texts(texts, where: str) -> list[str]:
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         kinds = sorted({type(texts[i]).__name__ for i in bad})
-        raise TypeError(f"{where}: texts {_indices(bad)} are not str (got {kinds}); every text "
+        raise TypeError(f"{where}: texts {describe_indices(bad)} are not str (got {kinds}); every text "
                         "must be a string")
     blank = [i for i, t in enumerate(texts) if not t.strip()]
     if blank:
-        raise TextError(f"{where}: texts {_indices(blank)} are empty or whitespace only; give "
+        raise TextError(f"{where}: texts {describe_indices(blank)} are empty or whitespace only; give "
                         "every sample some text (e.g. its label template or a generated "
                         "description, see vqfast.text.describe_series)")
     return list(texts)
@@ -539,7 +534,7 @@ def _label_ids(labels, num_classes: int, where: str) -> np.ndarray:
                         f"{y.dtype}; map label names to ids first (SeriesData.y_train holds ids)")
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if bad.size:
-        raise TextError(f"{where}: labels of samples {_indices(bad)} are outside "
+        raise TextError(f"{where}: labels of samples {describe_indices(bad)} are outside "
                         f"0..{num_classes - 1} (there are {num_classes} classes)")
     return y.astype(np.int64)
 
@@ -903,11 +898,11 @@ def load_text_file(path, split: str = "train", expected_count: int | None = None
                         f"{type(texts).__name__}")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise TextError(f"{where}: {str(path)!r}: {split!r} entries {_indices(bad)} are not "
+        raise TextError(f"{where}: {str(path)!r}: {split!r} entries {describe_indices(bad)} are not "
                         "strings; every entry must be the text of one sample")
     blank = [i for i, t in enumerate(texts) if not t.strip()]
     if blank:
-        raise TextError(f"{where}: {str(path)!r}: {split!r} entries {_indices(blank)} are empty; "
+        raise TextError(f"{where}: {str(path)!r}: {split!r} entries {describe_indices(blank)} are empty; "
                         "give every sample some text")
     if not texts:
         raise TextError(f"{where}: {str(path)!r}: {split!r} is an empty list; give one text per "
@@ -1022,5 +1017,5 @@ def texts_for(source, data, split: str = "train", template=None, text_file=None,
     if bad:
         got = sorted({type(texts[i]).__name__ for i in bad})
         raise TextError(f"{where}: fn returned no text (empty or not a str: {got}) for samples "
-                        f"{_indices(bad)}; it must return a non-empty str for every sample")
+                        f"{describe_indices(bad)}; it must return a non-empty str for every sample")
     return texts
