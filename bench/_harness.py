@@ -12,7 +12,12 @@
 * ``environment``: what ran where (device, CPU, versions, vqfast backends, date, git commit);
   ``warn_if_busy`` / ``cpu_snapshot`` + ``other_cpu_share``: how much of the cores other processes
   took before and during a run (a shared machine makes every timing slower and noisier).
-* rows are plain dicts; ``print_table`` prints chosen columns; ``write_json`` writes atomically.
+* ``start_run`` / ``finish_run``: the environment printed at the start, the CPU use of others and
+  the total time at the end.
+* rows are plain dicts (``new_row``); ``measure`` adds one call's timing, tokens/s and peak memory;
+  ``add_speedups`` the speed-up over the authors' row of the same case; ``print_table`` prints
+  chosen columns (``timing_columns``: those every benchmark shows); ``write_json`` writes
+  atomically.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from vqfast.environment import git_commit, package_version
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024**2
+GiB = 1024**3
 
 # ---------------------------------------------------------------------------------------------
 # Devices and timing
@@ -198,6 +206,69 @@ def peak_extra_memory(fn: Callable[[], object], device: torch.device | str) -> i
 
 
 # ---------------------------------------------------------------------------------------------
+# Measuring one row
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """Where rows run and how long each is timed; ``mem_limit``: bytes, or None for no limit."""
+
+    device: torch.device
+    budget_s: float
+    repeats: int
+    mem_limit: int | None = None
+
+
+def new_row(op: str, impl: str, **fields: object) -> dict:
+    return {"op": op, "impl": impl, **fields}
+
+
+def measure(row: dict, call: Callable[[], object], cfg: Settings, *, tokens: int,
+            device: torch.device | str | None = None) -> object:
+    """Adds timing, tokens/s and peak extra memory of ``call`` (on ``device``, default the
+    settings' device) to ``row``; returns one output of ``call``."""
+    device = cfg.device if device is None else device
+    row.update(time_call(call, device, budget_s=cfg.budget_s, max_repeats=cfg.repeats))
+    row["tokens_per_s"] = tokens / row["median_s"]
+    row["peak_extra_bytes"], out = measure_peak(call, device)
+    return out
+
+
+def no_grad_call(fn: Callable, *args: object) -> Callable[[], object]:
+    """``fn(*args)`` under ``torch.no_grad()``: a forward-only call to time."""
+
+    def call():
+        with torch.no_grad():
+            return fn(*args)
+
+    return call
+
+
+def matrix_skip(factor: float, n: int, k: int, limit: int | None,
+                itemsize: int = 4) -> str | None:
+    """Why a call whose peak is ``factor`` tokens x codes matrices of ``itemsize`` bytes is left
+    out under ``limit`` bytes; None when it fits."""
+    need = int(factor * n * k * itemsize)
+    if limit is None or need <= limit:
+        return None
+    return f"skipped: stores tokens x codes, ~{need / GiB:.1f} GiB > {limit / GiB:g} GiB"
+
+
+def add_speedups(rows: list[dict], same: Sequence[str], baseline: str = "authors") -> None:
+    """``speedup_vs_authors``: the ``baseline`` row's median / this median, among the rows that
+    agree on the fields ``same`` (op, case, mode)."""
+
+    def key(r: dict) -> tuple:
+        return tuple(r.get(field) for field in same)
+
+    base = {key(r): r["median_s"] for r in rows if r["impl"] == baseline and "median_s" in r}
+    for r in rows:
+        if "median_s" in r and key(r) in base:
+            r["speedup_vs_authors"] = base[key(r)] / r["median_s"]
+
+
+# ---------------------------------------------------------------------------------------------
 # Environment
 # ---------------------------------------------------------------------------------------------
 
@@ -210,30 +281,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-    except Exception:  # not installed, or broken: report as absent
-        return None
-    return getattr(mod, "__version__", "unknown")
-
-
-def _git_commit() -> str | None:
-    """HEAD (+uncommitted), or ``VQFAST_GIT_COMMIT`` when set (a copy of the tree without git)."""
-    if os.environ.get("VQFAST_GIT_COMMIT"):
-        return os.environ["VQFAST_GIT_COMMIT"]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (head + ("+uncommitted" if dirty else "")) or None
 
 
 def vqfast_backends(device: torch.device) -> dict[str, str] | str:
@@ -258,16 +305,16 @@ def environment(device: torch.device | str) -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "triton": _version("triton"),
-        "faiss": _version("faiss"),
-        "numpy": _version("numpy"),
-        "vector_quantize_pytorch": _package_version("vector-quantize-pytorch"),
+        "triton": package_version("triton"),
+        "faiss": package_version("faiss-cpu"),
+        "numpy": package_version("numpy"),
+        "vector_quantize_pytorch": package_version("vector-quantize-pytorch"),
         "vqfast_backends_auto": vqfast_backends(device),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "cpu_peak_memory": "VmHWM via /proc/self/clear_refs"
         if cpu_peak_supported()
         else "unavailable (reported as None)",
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(REPO),
         "load_average_at_start": load_average(),
     }
     if device.type == "cuda":
@@ -334,15 +381,6 @@ def warn_if_busy(env: dict[str, object], limit: float = 0.1) -> None:
               "timings will be slower and noisier (see cpu_during_run at the end).")
 
 
-def _package_version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def triton_interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -373,6 +411,33 @@ def print_environment(info: dict[str, object]) -> None:
         print(f"  {key:24s} {info.get(key)}")
 
 
+@dataclass
+class Run:
+    env: dict[str, object]
+    started: float
+    cpu_at_start: dict[str, float] | None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def start_run(device: torch.device) -> Run:
+    """Prints the environment and warns when the machine is busy; the clock starts here."""
+    env = environment(device)
+    print("Environment:")
+    print_environment(env)
+    warn_if_busy(env)
+    return Run(env, time.perf_counter(), cpu_snapshot())
+
+
+def finish_run(run: Run) -> None:
+    """Records (in ``run.env``) and prints the load and other processes' CPU use at the end."""
+    run.env["load_average_at_end"] = load_average()
+    run.env["cpu_during_run"] = other_cpu_share(run.cpu_at_start, cpu_snapshot())
+    print(f"\nTotal {run.elapsed():.0f} s; CPU use during the run {run.env['cpu_during_run']}; "
+          f"load average at the end {run.env['load_average_at_end']}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rows: formatting, printing, JSON
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +464,33 @@ def fmt_mib(nbytes: int | None) -> str:
 
 def fmt_sci(value: float | None) -> str:
     return "-" if value is None else f"{value:.1e}"
+
+
+def case_columns(*fields: str) -> list[tuple[str, Callable[[dict], str]]]:
+    """One column per case field (``"N"``, ``"K"``, ...), headed by its name."""
+    return [(field, lambda r, field=field: str(r[field])) for field in fields]
+
+
+def note(r: dict, width: int = 90) -> str:
+    """Why a row has no timing, or what to know about it (a first call that compiles)."""
+    text = r.get("skipped") or r.get("error") or r.get("note") or ""
+    if r.get("compile_s") is not None:
+        text = f"first call (compiles) {r['compile_s']:.1f} s"
+    return text[:width]
+
+
+def timing_columns() -> list[tuple[str, Callable[[dict], str]]]:
+    """The columns every benchmark table shows after its case columns."""
+    return [
+        ("impl", lambda r: r["impl"]),
+        ("on", lambda r: r["runs_on"]),
+        ("median ms", lambda r: fmt_ms(r.get("median_s"))),
+        ("IQR ms", lambda r: f"{fmt_ms(r['q1_s'])}-{fmt_ms(r['q3_s'])}" if "q1_s" in r else "-"),
+        ("n", lambda r: fmt(r.get("repeats"))),
+        ("Mtok/s", lambda r: fmt(r.get("tokens_per_s") and r["tokens_per_s"] / 1e6, ".3g")),
+        ("peak MiB", lambda r: fmt_mib(r.get("peak_extra_bytes"))),
+        ("speedup", lambda r: fmt(r.get("speedup_vs_authors"), ".2f")),
+    ]
 
 
 def print_table(rows: Sequence[dict], columns: Sequence[tuple[str, Callable[[dict], str]]]) -> None:
