@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vqfast import data as vd
+from vqfast.data import datasets as vd
 from vqfast.data import (
     DataError,
     SeriesData,
