@@ -55,7 +55,7 @@ def check_series(
     ``dtype``/``device``: convert to these (the model's) after checking.
     """
     x = as_tensor(x, where)
-    if x.dtype == torch.bool or not (x.is_floating_point()):
+    if not x.is_floating_point():
         raise TypeError(
             f"{where}: series must be floating point, got {x.dtype}; convert with x.float()"
         )
