@@ -3,8 +3,7 @@
 __version__ = "0.1.0"
 
 from vqfast.inputs import SeriesError, prepare_series  # noqa: E402
-from vqfast.model import DEFAULTS, VQShape, total_loss  # noqa: E402
-from vqfast.text_model import VQShapeText  # noqa: E402
+from vqfast.model import DEFAULTS, VQShape, VQShapeText, total_loss  # noqa: E402
 
 __all__ = ["DEFAULTS", "SeriesError", "VQShape", "VQShapeText", "__version__", "prepare_series",
            "total_loss"]

@@ -13,6 +13,14 @@ def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(dim=-1, keepdim=True), (x.var(dim=-1, keepdim=True) + 1e-5).sqrt()
 
 
+def observed_stats(x: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``instance_stats`` over the values where ``observed`` (same shape, 1 or 0) is 1."""
+    count = observed.sum(-1, keepdim=True)
+    mean = (x * observed).sum(-1, keepdim=True) / count
+    var = (((x - mean) * observed) ** 2).sum(-1, keepdim=True) / (count - 1).clamp(min=1)
+    return mean, (var + 1e-5).sqrt()
+
+
 def disentanglement_loss(
     t: torch.Tensor, l: torch.Tensor, l_min: float, threshold: float = 0.2
 ) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vqfast import VQShape
-from vqfast.checkpoint import official_config
+from vqfast.model.checkpoint import official_config
 
 OUTPUT_KEYS = ["code", "t_pred", "l_pred", "mu_pred", "sigma_pred", "x_pred", "s_pred"]
 LOSS_KEYS = ["ts_loss", "vq_loss", "shape_loss", "dist_loss"]
@@ -139,6 +139,7 @@ def test_official_config_maps_the_training_script_arguments(ckpt_path):
     assert config["len_input"] == 512 and config["num_enc_head"] == 2
     assert config["lambda_commit"] == 0.25 and config["lambda_entropy"] == 0.1
     assert weights == {"lambda_x": 1.0, "lambda_z": 1.0, "lambda_s": 1.0, "lambda_dist": 0.8}
+    assert config == authors_keywords(hparams)  # the names derived from VQShapeConfig
 
 
 def test_unreadable_checkpoints_give_clear_errors(tmp_path):

@@ -1,5 +1,6 @@
 """vqfast.VQShape: modes and return structures, other configurations, validation, persistence."""
 
+import inspect
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import vqfast
 from vqfast import VQShape
 from vqfast.inputs import SeriesError
+from vqfast.model import VQShapeConfig
 
 TINY = dict(
     dim_embedding=32, patch_size=8, num_patch=64, num_enc_head=2, num_enc_layer=1,
@@ -202,6 +204,15 @@ def test_default_configuration_is_the_authors_pretraining_script():
     model = VQShape()
     assert model.config == vqfast.DEFAULTS
     assert sum(p.numel() for p in model.parameters()) > 1e7
+
+
+def test_the_config_dataclass_is_the_one_source_of_the_keywords():
+    parameters = inspect.signature(VQShape).parameters
+    assert [k for k in parameters if k != "backend"] == list(vqfast.DEFAULTS)
+    assert all(parameters[k].default == v for k, v in vqfast.DEFAULTS.items())
+    assert VQShape(**TINY).config == VQShapeConfig(**TINY).as_dict()
+    positional = VQShape(*VQShapeConfig(**TINY).as_dict().values())
+    assert positional.config == VQShape(**TINY).config
 
 
 def test_save_pretrained_round_trip(model, tmp_path):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from vqfast import VQShape, VQShapeText
-from vqfast.distill import student_from_teacher, trainable_parameters
-from vqfast.objectives import DistillObjective, TextBank, TextObjective
 from vqfast.text import TextEmbeddings
+from vqfast.training.distill import student_from_teacher, trainable_parameters
+from vqfast.training.objectives import DistillObjective, TextBank, TextObjective
 
 TINY = dict(
     dim_embedding=32, patch_size=8, num_patch=64, num_enc_head=2, num_enc_layer=1,

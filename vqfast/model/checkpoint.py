@@ -10,37 +10,9 @@ from pathlib import Path
 
 import torch
 
+from vqfast.environment import package_version
 from vqfast.fileio import atomic_write
-
-# The authors' training-script argument -> VQShape keyword. Entries missing from older
-# checkpoints fall back as their code does (tokenizer settings: the encoder's).
-OFFICIAL_HPARAMS = {
-    "normalize_length": "len_input",
-    "dim_embedding": "dim_embedding",
-    "patch_size": "patch_size",
-    "num_patch": "num_patch",
-    "num_token": "num_token",
-    "num_transformer_enc_heads": "num_enc_head",
-    "num_transformer_enc_layers": "num_enc_layer",
-    "num_tokenizer_heads": "num_tokenizer_head",
-    "num_tokenizer_layers": "num_tokenizer_layer",
-    "num_transformer_dec_heads": "num_dec_head",
-    "num_transformer_dec_layers": "num_dec_layer",
-    "len_s": "len_s",
-    "s_smooth_factor": "s_smooth_factor",
-    "num_code": "num_code",
-    "dim_code": "dim_code",
-    "codebook_type": "codebook_type",
-    "lambda_vq_commit": "lambda_commit",
-    "lambda_vq_entropy": "lambda_entropy",
-    "entropy_gamma": "entropy_gamma",
-    "mask_ratio": "mask_ratio",
-}
-FALLBACKS = {
-    "num_tokenizer_heads": "num_transformer_enc_heads",
-    "num_tokenizer_layers": "num_transformer_enc_layers",
-}
-LOSS_HPARAMS = ("lambda_x", "lambda_z", "lambda_s", "lambda_dist")
+from vqfast.model.config import LOSS_WEIGHTS, keywords_from_official
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -79,19 +51,8 @@ def read_official(path, map_location="cpu") -> dict:
 def official_config(hparams) -> tuple[dict, dict]:
     """``(VQShape keywords, loss weights)`` from the authors' ``hyper_parameters``."""
     hp = dict(vars(hparams)) if isinstance(hparams, argparse.Namespace) else dict(hparams)
-    config, missing = {}, []
-    for key, name in OFFICIAL_HPARAMS.items():
-        if key in hp:
-            config[name] = hp[key]
-        elif key in FALLBACKS and FALLBACKS[key] in hp:
-            config[name] = hp[FALLBACKS[key]]
-        elif key in ("codebook_type", "mask_ratio"):
-            continue
-        else:
-            missing.append(key)
-    if missing:
-        raise ValueError(f"the checkpoint's hyper_parameters lack {missing}")
-    weights = {k: float(hp[k]) for k in LOSS_HPARAMS if k in hp}
+    config = keywords_from_official(hp)
+    weights = {k: float(hp[k]) for k in LOSS_WEIGHTS if k in hp}
     return config, weights
 
 
@@ -130,7 +91,7 @@ def save_pretrained(model, directory) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     config = {
         "model_type": type(model).__name__,
-        "vqfast_version": _version(),
+        "vqfast_version": package_version("vqfast"),
         "config": model.config,
         "loss_weights": dict(model.loss_weights),
     }
@@ -154,13 +115,9 @@ def read_config(directory) -> dict:
 def load_pretrained(cls, directory, map_location="cpu", **overrides):
     from safetensors.torch import load_file
 
-    import vqfast
-
     directory = Path(directory)
     meta = read_config(directory)
-    model_cls = getattr(vqfast, meta.get("model_type", cls.__name__), cls)
-    if not issubclass(model_cls, cls):
-        model_cls = cls
+    model_cls = _saved_class(cls, meta.get("model_type", cls.__name__))
     config = {**meta["config"], **overrides}
     model = model_cls(**config)
     weights = directory / WEIGHTS_NAME
@@ -171,10 +128,15 @@ def load_pretrained(cls, directory, map_location="cpu", **overrides):
     return model.to(map_location).eval()
 
 
-def _version() -> str:
-    from vqfast import __version__
-
-    return __version__
+def _saved_class(cls, name: str):
+    """``cls`` or its subclass called ``name`` (the class that saved the folder: a VQShapeText
+    folder loads as a VQShapeText through ``VQShape.from_pretrained``)."""
+    classes = [cls]
+    for c in classes:
+        if c.__name__ == name:
+            return c
+        classes.extend(c.__subclasses__())
+    return cls
 
 
 __all__ = ["load_official", "load_pretrained", "official_config", "read_official",

@@ -28,7 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vqfast.model import VQShape
+from vqfast.model.checkpoint import load_vqshape_weights
+from vqfast.model.config import DEFAULTS
+from vqfast.model.functional import instance_stats
+from vqfast.model.vqshape import VQShape
 
 FUSIONS = ("z", "z_mu_sigma")
 TEXT_KEYS = ("tokens", "sentence")
@@ -76,16 +79,12 @@ class VQShapeText(VQShape):
     @property
     def vqshape_config(self) -> dict:
         """The keywords of the plain VQShape this model extends."""
-        from vqfast.model import DEFAULTS
-
         return {k: v for k, v in self.config.items() if k in DEFAULTS}
 
     @classmethod
     def from_vqshape(cls, model: VQShape, **text_options) -> VQShapeText:
         """A VQShapeText with ``model``'s configuration and weights; the text layers are new."""
         text_model = cls(**model.config, **text_options)
-        from vqfast.checkpoint import load_vqshape_weights
-
         load_vqshape_weights(text_model, model.state_dict())
         text_model.loss_weights.update(model.loss_weights)
         return text_model.to(model.device).train(model.training)
@@ -155,26 +154,29 @@ class VQShapeText(VQShape):
     # ------------------------------------------------------------------ modes
 
     def forward(self, x, *, mode="pretrain", num_input_patch=-1, mask=None, finetune=False,
-                text=None, align=False, **context):
+                return_latents=False, text=None, align=False):
+        """VQShape's call with ``text``; ``align=True`` (modes ``pretrain``/``evaluate``) runs
+        ``aligned``."""
         if align:
             if mode not in ("pretrain", "evaluate"):
                 raise ValueError("VQShapeText: align=True goes with mode 'pretrain' or 'evaluate'")
             if text is None:
                 raise ValueError("VQShapeText: align=True needs text (the fused pass's input)")
             return self.aligned(x, text, masked=mode == "pretrain")
-        if text is not None:
-            context["text"] = text
         return super().forward(x, mode=mode, num_input_patch=num_input_patch, mask=mask,
-                               finetune=finetune, **context)
+                               finetune=finetune, return_latents=return_latents, text=text)
 
     def aligned(self, x, text, masked: bool = True):
         """Two passes over one encoding, with and without text: ``(outputs of the text-free
         pass, losses)`` where each VQShape loss is the mean of the two passes and ``align_loss``
         pulls the text-free ``z_e`` to the text-fused one (stop-gradient on the text side)."""
-        x, stats, x_embed = self._encode(x, "pretrain" if masked else "evaluate", masked=masked)
-        h = self.tokenizer(x_embed, None)
-        out_text, loss_text = self._from_tokens(h, x, stats, True, True, text=text)
-        out_plain, loss_plain = self._from_tokens(h, x, stats, True, True)
+        x = self._check(x, "pretrain" if masked else "evaluate")
+        stats = instance_stats(x)
+        h = self._encode(x, stats, select=self._drop_patches if masked else None)
+        out_text, loss_text = self._from_tokens(h, x, stats, compute_loss=True,
+                                                return_latents=True, text=text)
+        out_plain, loss_plain = self._from_tokens(h, x, stats, compute_loss=True,
+                                                  return_latents=True)
         losses = {k: (loss_text[k] + loss_plain[k]) / 2 for k in loss_text}
         losses["align_loss"] = F.mse_loss(out_plain["z_e"], out_text["z_e"].detach()).unsqueeze(0)
         return out_plain, losses

@@ -51,12 +51,18 @@ class PatchEncoder(nn.Module):
         self.input_project = nn.Linear(patch_size, dim_embedding)
         self.transformer = transformer_encoder(dim_embedding, num_head, num_layer)
 
-    def patch_and_embed(self, x):
-        x = x.unfold(-1, self.patch_size, int(x.shape[-1] / self.num_patch))
-        return self.pos_embed(self.input_project(x))
+    def windows(self, x):
+        """``(B, T) -> (B, P, patch_size)``: windows with step ``int(T / num_patch)``."""
+        return x.unfold(-1, self.patch_size, int(x.shape[-1] / self.num_patch))
 
-    def forward(self, x):
-        return self.transformer(self.patch_and_embed(x))
+    def forward(self, x, select=None, padding=None):
+        """Normalized series ``(B, T)`` -> encoded patches ``(B, P', E)``. ``select`` picks the
+        embedded patches the transformer sees (all by default); ``padding`` ``(B, P')`` is True
+        for patches it ignores."""
+        patches = self.pos_embed(self.input_project(self.windows(x)))
+        if select is not None:
+            patches = select(patches)
+        return self.transformer(patches, src_key_padding_mask=padding)
 
 
 class Codebook(nn.Module):
@@ -64,7 +70,6 @@ class Codebook(nn.Module):
 
     def __init__(self, num_code, dim_code, commit_loss=1.0, entropy_loss=0.0, entropy_gamma=1.0):
         super().__init__()
-        self.num_code = num_code
         self.commit_loss = commit_loss
         self.entropy_loss = entropy_loss
         self.entropy_gamma = entropy_gamma
@@ -89,15 +94,14 @@ class Codebook(nn.Module):
 class PatchDecoder(nn.Module):
     def __init__(self, dim_embedding, patch_size, num_head, num_layer):
         super().__init__()
-        self.patch_size = patch_size
         self.transformer = transformer_encoder(dim_embedding, num_head, num_layer)
         self.out_layer = nn.Linear(dim_embedding, patch_size)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim_embedding) / dim_embedding)
 
     def forward(self, h):
+        """Token embeddings ``(B, N, E)`` -> normalized reconstruction ``(B, N * patch_size)``."""
         h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1), h], dim=1)
-        out = self.transformer(h)
-        return self.out_layer(out[:, 1:, :]).flatten(1), out[:, 0, :]
+        return self.out_layer(self.transformer(h)[:, 1:, :]).flatten(1)
 
 
 class Tokenizer(nn.Module):
@@ -126,7 +130,8 @@ class AttributeDecoder(nn.Module):
         self.sigma_head = MLP(dim_embedding, 1, dim_embedding)
 
     def forward(self, h, h_z=None, h_mu_sigma=None):
-        """``h_z`` / ``h_mu_sigma``: other inputs for those heads (text-fused tokens)."""
+        """``h_z`` / ``h_mu_sigma``: other inputs for those heads (``VQShapeText``'s text-fused
+        tokens); ``t`` and ``l`` always read ``h``."""
         h_z = h if h_z is None else h_z
         h_ms = h if h_mu_sigma is None else h_mu_sigma
         return (
