@@ -1,19 +1,23 @@
 """accelerate launch vqfast/train.py: a tiny run end to end, kill-and-resume, two real CPU
 processes, and the probe command reproducing the report."""
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from vqfast import VQShape
+from vqfast import VQShape, train
+from vqfast.inputs import PAD_MODES
 from vqfast.training import ShardedBatches, lr_factor
+from vqfast.training.plans import PlainPlan, TextPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "vqfast" / "train.py")
@@ -191,3 +195,31 @@ def test_text_options_are_checked(tmp_path):
     proc = run(TINY + ["--text", "label", "--dataset", "BasicMotions", "--dataset", str(shards),
                        "--output-dir", str(tmp_path / "run")], check=False)
     assert proc.returncode != 0 and "no per-sample text" in proc.stderr
+
+
+def test_how_reaches_shard_folders(tmp_path):
+    """--how applies to folders of .npy shards too, not only to labelled datasets."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(shards / "shard_000.npy", rng.normal(size=(2, 40)))
+    np.save(shards / "shard_001.npy", rng.normal(size=(2, 64)))
+    accelerator = SimpleNamespace(main_process_first=contextlib.nullcontext)
+    first = {}
+    for how in PAD_MODES:
+        args, _ = train.parse_args(["--dataset", str(shards), "--how", how])
+        labelled, pool, sources = train.load_data(args, 32, accelerator)
+        assert not labelled and sources is None and pool.how == how
+        first[how] = pool[0]
+    assert not torch.allclose(first["pad"], first["resample"])
+
+
+def test_text_options_make_one_plan():
+    _, plan = train.parse_args([])
+    assert isinstance(plan, PlainPlan) and plan.report is None and plan.texts is None
+    _, plan = train.parse_args(["--text", "describe", "--text-mode", "distill", "--teacher", "t",
+                                "--distill-targets", "z_e, t_pred,"])
+    assert isinstance(plan, TextPlan) and plan.source == "describe" and plan.mode == "distill"
+    assert plan.distill_targets == ("z_e", "t_pred")
+    assert plan.report == {"source": "describe", "mode": "distill", "fusion": "z",
+                           "keys": "tokens", "teacher": "t"}

@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = ("plain", "teacher", "align", "distill")
+from vqfast import train
+from vqfast.model import FUSIONS
+from vqfast.training.plans import TEXT_MODES
+from vqfast.training.presets import PRESETS
+
+VARIANTS = ("plain", *TEXT_MODES)
 ROWS = (
     ("plain", "probe", "VQShape"),
     ("teacher", "probe_with_text", "text teacher, with text"),
@@ -42,11 +47,11 @@ def parse_args(argv=None):
     p.add_argument("--num-token", type=int, default=16,
                    help="shape tokens per series: fewer than the default preset's 32 so that "
                         "the 24 runs fit in 45 minutes on 2 CPU cores")
-    p.add_argument("--text", choices=("label", "describe", "file"), default="label")
+    p.add_argument("--text", choices=train.TEXT_CHOICES[1:], default="label")
     p.add_argument("--text-file", help="notes file for --text file")
-    p.add_argument("--fusion", choices=("z", "z_mu_sigma"), default="z")
+    p.add_argument("--fusion", choices=FUSIONS, default="z")
     p.add_argument("--probe-seeds", type=int, default=3)
-    p.add_argument("--preset", default="default")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--output-dir", type=Path, default=Path("runs/text-guidance"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to every run (model or optimizer setting)")
@@ -63,8 +68,7 @@ def run_args(args, dataset: str, seed: int, variant: str, out: Path) -> list[str
     for item in args.set:
         argv += ["--set", item]
     if variant != "plain":
-        argv += ["--text", args.text, "--fusion", args.fusion,
-                 "--text-mode", "teacher" if variant == "teacher" else variant]
+        argv += ["--text", args.text, "--fusion", args.fusion, "--text-mode", variant]
         if args.text_file:
             argv += ["--text-file", args.text_file]
     if variant == "distill":
@@ -77,7 +81,7 @@ def histogram_separation(model_dir: Path, dataset: str) -> float:
     same-class samples (of different amplitude and duration) share codes?"""
     from vqfast import VQShape
     from vqfast.data import load_dataset
-    from vqfast.probe import extract_features
+    from vqfast.evaluation.probe import extract_features
 
     model = VQShape.from_pretrained(model_dir)
     data = load_dataset(dataset, length=model.len_input)
@@ -147,9 +151,9 @@ def table(results: dict, args) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    from vqfast.plots import _pyplot, _save
+    from vqfast.evaluation.plots import pyplot, save_png
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 3.8), squeeze=False)
     for ax, (dataset, rows) in zip(axes[0], results.items()):
         labels = list(rows)
@@ -164,12 +168,11 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(f"{dataset}: linear-probe accuracy")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from vqfast import train
     from vqfast.fileio import atomic_write, atomic_write_json
 
     started = time.perf_counter()

@@ -11,7 +11,8 @@ import torch
 from vqfast.fileio import atomic_write
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,8 +21,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
-    plt = _pyplot()
+def save_png(fig, path) -> Path:
+    """Write ``fig`` to ``path`` atomically and close it."""
+    plt = pyplot()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return Path(path)
@@ -29,7 +31,7 @@ def _save(fig, path) -> Path:
 
 def loss_curves(history: list[dict], path) -> Path:
     """Total and per-term training losses against the optimizer step."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     steps = [h["step"] for h in history]
     axes[0].plot(steps, [h["loss"] for h in history], color="black", label="total")
@@ -43,12 +45,12 @@ def loss_curves(history: list[dict], path) -> Path:
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def code_usage(histograms: torch.Tensor, path, title: str = "") -> Path:
     """How often each code was chosen, codes sorted by use."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = histograms.sum(0).double().numpy()
     order = np.argsort(-counts)
     fig, ax = plt.subplots(figsize=(10, 3.2))
@@ -57,7 +59,7 @@ def code_usage(histograms: torch.Tensor, path, title: str = "") -> Path:
     ax.set_ylabel("share of tokens")
     ax.set_title(title or "code usage")
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 @torch.no_grad()
@@ -86,7 +88,7 @@ def codebook_shapes(model, histograms: torch.Tensor, path, max_shapes: int = 64,
                     threshold: float = 0.3) -> tuple[Path, int]:
     """The codebook as a vocabulary of shapes: near-duplicates merged, most used first.
     Returns the path and the number of distinct shapes."""
-    plt = _pyplot()
+    plt = pyplot()
     shapes = decoded_codes(model)
     usage = histograms.sum(0).double()
     share = usage / usage.sum().clamp_min(1)
@@ -103,14 +105,14 @@ def codebook_shapes(model, histograms: torch.Tensor, path, max_shapes: int = 64,
         ax.set_title(f"{label}  {100 * total:.1f}%", fontsize=7)
     fig.suptitle(f"{len(groups)} distinct shapes among {len(shapes)} codes "
                  f"(RMS difference < {threshold} merged); share of tokens", fontsize=9)
-    return _save(fig, path), len(groups)
+    return save_png(fig, path), len(groups)
 
 
 @torch.no_grad()
 def reconstructions(model, x: torch.Tensor, path, labels=None, num: int = 6) -> Path:
     """A few series (grey), their reconstruction (blue) and every shape token drawn over the
     stretch ``[t, t + l]`` it describes."""
-    plt = _pyplot()
+    plt = pyplot()
     x = x[:num]
     _, out = model(x.to(model.device), mode="tokenize")
     cols = min(3, len(x))
@@ -133,4 +135,4 @@ def reconstructions(model, x: torch.Tensor, path, labels=None, num: int = 6) -> 
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -6,7 +6,7 @@
 - ``default``: a small model that trains in minutes on a 2-core CPU and still learns a codebook
   worth looking at (the main job's default).
 
-Every value can be overridden (``train.py --set key=value`` or the named options).
+Every value can be overridden (``vqfast/train.py --set key=value`` or the named options).
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
-"""Pieces of the pre-training loop that are not the loop: the learning-rate schedule, a
-deterministic and resumable batch order sharded across processes, and atomic checkpoints."""
+"""When the pre-training loop steps and what it reads: the learning-rate schedule and a
+deterministic, resumable batch order sharded across processes."""
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
-
-from vqfast.fileio import atomic_write_json
-
-CHECKPOINT_PREFIX = "step-"
-STATE_NAME = "trainer_state.json"
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, start_factor: float,
@@ -26,6 +18,13 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, start_factor: floa
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_scheduler(optimizer, settings) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`lr_factor` as ``optimizer``'s schedule, with a preset's ``TrainSettings``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+        step, settings.warmup_steps, settings.max_steps, settings.warmup_start_factor,
+        settings.min_lr / settings.lr))
 
 
 class ShardedBatches:
@@ -55,37 +54,6 @@ class ShardedBatches:
                 yield order[first : first + self.batch_size]
             epoch, offset = epoch + 1, 0
 
-
-def checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints under ``directory``, oldest first (unfinished ones are temp dirs)."""
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir()
-             if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / STATE_NAME).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def save_checkpoint(accelerator, directory: Path, step: int, state: dict, keep: int = 2) -> Path:
-    """``accelerator.save_state`` into a temp folder, then renamed: a checkpoint either exists
-    whole or not at all. Every process must call it (each saves its own RNG state)."""
-    final = directory / f"{CHECKPOINT_PREFIX}{step:08d}"
-    tmp = directory / f".{final.name}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        atomic_write_json(tmp / STATE_NAME, state)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        for old in checkpoints(directory)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def load_checkpoint(accelerator, path: Path) -> dict:
-    accelerator.load_state(str(path))
-    return json.loads((path / STATE_NAME).read_text())
+    def optimizer_steps(self, epochs: float, grad_accum: int) -> int:
+        """Optimizer steps for ``epochs`` passes over the rows (at least one)."""
+        return max(1, math.ceil(epochs * self.per_epoch / grad_accum))

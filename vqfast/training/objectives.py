@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from vqfast.distill import distill_loss, teacher_targets
-
-TEXT_MODES = ("teacher", "align", "distill")
+from vqfast.training.distill import distill_loss, teacher_targets
 
 
 class TextBank:
@@ -77,5 +75,5 @@ def row_texts(sample_texts: list[list[str]], sources: torch.Tensor) -> list[str]
     return [sample_texts[int(d)][int(s)] for d, s, _ in sources.tolist()]
 
 
-__all__ = ["TEXT_MODES", "DistillObjective", "PlainObjective", "TextBank", "TextObjective",
+__all__ = ["DistillObjective", "PlainObjective", "TextBank", "TextObjective",
            "row_texts"]

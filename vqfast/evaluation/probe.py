@@ -13,7 +13,8 @@ Protocols:
 - ``"paper"``: the authors' choice, grid point and epoch picked on the *test* split: optimistic,
   reported only to compare with their numbers.
 
-``python -m vqfast.probe --model DIR --dataset NAME`` runs it on an exported model.
+``python -m vqfast.probe --model DIR --dataset NAME`` (or ``vqfast-probe``) runs it on an exported
+model.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from vqfast.inputs import PAD_MODES
 
 PROTOCOLS = ("cv", "paper")
 FEATURES = ("token", "histogram")
@@ -60,7 +63,6 @@ class ProbeResult:
     dropout: float
     epochs: int
     selection: str
-    details: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -209,7 +211,6 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         accs = best_per_seed[:, g]
         epochs = int(curves[:, g].mean(0).argmax()) + 1
         selection = "grid point and epoch chosen on the test split (the authors' protocol)"
-        details = {}
     else:
         smallest = int(torch.bincount(train_y).min())
         k = max(2, min(settings.folds, smallest))
@@ -232,12 +233,11 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         accs = torch.tensor(accs)
         selection = (f"grid point and epoch chosen by {k}-fold cross-validation on the training "
                      "split")
-        details = {"cv_accuracy": float(val.flatten()[flat]), "folds": k}
     return ProbeResult(
         accuracy=float(accs.mean()), std=float(accs.std(unbiased=False)),
         per_seed=[float(a) for a in accs], weight_decay=wds[g % len(wds)],
         dropout=drops[g // len(wds)],
-        epochs=epochs, selection=selection, details=details,
+        epochs=epochs, selection=selection,
     )
 
 
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True, help="dataset name or path (vqfast.data)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="cv")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--how", choices=("pad", "resample"), default="pad")
+    parser.add_argument("--how", choices=PAD_MODES, default="pad")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
@@ -309,6 +309,11 @@ def main(argv=None) -> int:
     if args.json:
         atomic_write_json(args.json, result)
     return 0
+
+
+__all__ = ["DROPOUTS", "FEATURES", "PROTOCOLS", "WEIGHT_DECAYS", "ProbeResult", "ProbeSettings",
+           "codebook_usage", "extract_features", "linear_probe", "main", "predict", "probe_model",
+           "scale", "stratified_folds", "train_grid"]
 
 
 if __name__ == "__main__":

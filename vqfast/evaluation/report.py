@@ -1,31 +1,99 @@
-"""What a finished pre-training run tells its user: ``report.json`` (machine-readable),
-``report.md`` (to read) and the plots beside them."""
+"""What a finished pre-training run tells its user: the exported model, ``report.json``
+(machine-readable), ``report.md`` (to read), the plots beside them and a summary printed at the
+end."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
+import json
 import platform
+import sys
+import time
 from pathlib import Path
 
 import torch
 
-from vqfast import plots
+from vqfast.environment import versions
+from vqfast.evaluation import plots
+from vqfast.evaluation.probe import ProbeSettings, codebook_usage, extract_features, probe_model
 from vqfast.fileio import atomic_write, atomic_write_json
-from vqfast.probe import ProbeSettings, codebook_usage, extract_features, probe_model
-
-PACKAGES = ("vqfast", "torch", "accelerate", "triton", "numpy", "aeon", "scikit-learn",
-            "sentence-transformers")
+from vqfast.model import VQShape
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+def finish(model, labelled, history: list[dict], output_dir: Path, run: dict, *, started: float,
+           probe: ProbeSettings | None, baseline: bool = True, draw: bool = True,
+           texts=None) -> dict:
+    """Export the trained ``model`` to ``output_dir/model``, evaluate the export on every
+    ``labelled`` dataset (the first in ``output_dir``, others in a folder named after them), write
+    the report and print its summary; returns the report (main process only).
+
+    ``run``: what the report records of the run (``dataset``, ``preset``, ``text``, ``config``,
+    ``num_processes``, ``device``, ``seed``, ``steps``, ``series_per_step``, ``train_seconds``);
+    ``started``: its ``time.perf_counter()`` at launch. ``probe``: probe settings, None for no
+    probe; ``baseline``: also probe an untrained model of the same seed; ``texts(data, split)``:
+    per-sample texts to probe a ``VQShapeText`` with as well.
+    """
+    model_dir = model.to("cpu").float().save_pretrained(output_dir / "model")
+    exported = VQShape.from_pretrained(model_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run["seed"])
+        untrained = type(exported)(**exported.config).eval()
+    text_probe = texts is not None and hasattr(exported, "embed_text")
+    evaluation = {}
+    progress = sys.stderr.isatty()
+    for i, data in enumerate(labelled):
+        folder = output_dir if i == 0 else output_dir / data.name
+        folder.mkdir(parents=True, exist_ok=True)
+        split_texts = None
+        if text_probe and data.x_test is not None:
+            split_texts = {split: texts(data, split) for split in ("train", "test")}
+        ev = evaluate(exported, untrained if baseline else None, data, probe, folder,
+                      history if i == 0 else [], progress=progress, texts=split_texts, draw=draw)
+        if i:
+            ev["images"] = {k: f"{data.name}/{v}" for k, v in ev["images"].items()}
+        evaluation[data.name] = ev
+    if not labelled and history and draw:
+        plots.loss_curves(history, output_dir / "loss_curves.png")
+    last = history[-1] if history else {}
+    report = {
+        **run,
+        "model_type": type(exported).__name__,
+        "samples_per_second": run["steps"] * run["series_per_step"]
+        / max(run["train_seconds"], 1e-9),
+        "losses": {k: v for k, v in last.items() if k == "loss" or k.endswith("_loss")},
+        "model_dir": str(model_dir),
+        "evaluation": evaluation,
+        "versions": versions(),
+    }
+    first = next(iter(evaluation.values()), None)
+    if first is not None:
+        report["codebook"] = first["codebook"]
+        for key in ("probe", "probe_with_text"):
+            if key in first:
+                report[key] = first[key]
+    report["wall_seconds"] = time.perf_counter() - started
+    write(output_dir, report)
+    print(summary(report, output_dir))
+    return report
+
+
+def summary(report: dict, output_dir: Path) -> str:
+    """A few lines for the terminal: steps, probe accuracies, codebook usage."""
+    lines = [f"\nvqfast: {report['steps']} steps in {report['train_seconds']:.0f} s, report in "
+             f"{output_dir / 'report.md'}"]
+    probe = report.get("probe")
+    if probe:
+        for kind in ("token", "histogram"):
+            r = probe[kind]
+            u = probe.get("untrained", {}).get(kind)
+            baseline = f" (untrained {u['accuracy']:.3f})" if u else ""
+            lines.append(f"  {kind:<9} probe accuracy {r['accuracy']:.3f} ± {r['std']:.3f}"
+                         + baseline)
+    if "codebook" in report:
+        cb = report["codebook"]
+        lines.append(f"  codebook: {cb['used']}/{cb['size']} codes used, perplexity "
+                     f"{cb['perplexity']:.1f}")
+    return "\n".join(lines)
 
 
 def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir: Path,
@@ -153,19 +221,13 @@ def markdown(report: dict) -> str:
         "## Configuration",
         "",
         "```json",
-        _json(report["config"]),
+        json.dumps(report["config"], indent=2),
         "```",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
         "",
     ]
     return "\n".join(lines)
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, indent=2)
 
 
 def device_name(device: torch.device) -> str:
