@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vqfast import VQShape
-from vqfast.evaluation.tokens import token_metrics, token_metrics_on
+from vqfast.evaluation.tokens import degenerate_warnings, token_metrics, token_metrics_on
 
 TINY = dict(
     dim_embedding=16, patch_size=8, num_patch=8, num_enc_head=2, num_enc_layer=1,
@@ -123,3 +123,27 @@ def test_on_a_model_rejects_bad_input():
         token_metrics_on(model, torch.zeros(4))
     with pytest.raises(ValueError, match="batch_size"):
         token_metrics_on(model, torch.zeros(2, 64), batch_size=0)
+
+
+HEALTHY = {"shape_r2": 0.6, "sigma": {"median": 0.8}, "codes_used": 40}
+
+
+def test_healthy_tokens_give_no_warning():
+    assert degenerate_warnings(HEALTHY, distinct_shapes=20) == []
+    assert degenerate_warnings(HEALTHY) == []
+
+
+@pytest.mark.parametrize("change, distinct, words", [
+    (dict(shape_r2=-0.11), 20, "shape R² is -0.110"),
+    (dict(shape_r2=0.0), 20, "shape R² is 0.000"),
+    (dict(sigma={"median": 0.0024}), 20, "median sigma is 0.0024"),
+    ({}, 3, "only 3 distinct shapes among the 40 codes used"),
+])
+def test_degenerate_tokens_are_named(change, distinct, words):
+    found = degenerate_warnings(HEALTHY | change, distinct_shapes=distinct)
+    assert len(found) == 1 and words in found[0]
+
+
+def test_the_issue_run_gets_all_three_warnings():
+    issue = {"shape_r2": -0.11, "sigma": {"median": 0.0024}, "codes_used": 58}
+    assert len(degenerate_warnings(issue, distinct_shapes=3)) == 3

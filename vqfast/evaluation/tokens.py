@@ -113,10 +113,14 @@ def token_metrics(outputs: dict, num_code: int) -> dict:
 
 
 @torch.no_grad()
-def token_metrics_on(model, x: torch.Tensor, batch_size: int = 256) -> dict:
+def token_metrics_on(model, x: torch.Tensor, batch_size: int = 256, *,
+                     return_values: bool = False):
     """The metrics of ``model`` on every series of ``x`` (``(n, T)``, or ``(n, C, T)``, each
     channel a series), run with ``mode="evaluate"`` in eval mode in batches of ``batch_size``;
-    sums of squares, quantiles and usage are over all series, not averages of batch metrics."""
+    sums of squares, quantiles and usage are over all series, not averages of batch metrics.
+
+    ``return_values``: return ``(metrics, {"sigma", "l": every token's value, "counts": tokens
+    per code})`` instead, for figures."""
     x = torch.as_tensor(x)
     if x.dim() not in (2, 3) or x.shape[0] == 0:
         raise ValueError(f"token_metrics_on: x must be a non-empty (n, T) or (n, C, T) tensor, "
@@ -138,4 +142,36 @@ def token_metrics_on(model, x: torch.Tensor, batch_size: int = 256) -> dict:
         model.train(was_training)
     result = totals.result()
     result["series"] = int(rows.shape[0])
-    return result
+    if not return_values:
+        return result
+    return result, {"sigma": torch.cat(totals.sigma), "l": torch.cat(totals.l),
+                    "counts": totals.counts}
+
+
+# Degenerate shape tokens: thresholds of ``degenerate_warnings``.
+SHAPE_R2_MIN = 0.0  # shapes must fit their subsequences better than each subsequence's mean
+SIGMA_MEDIAN_MIN = 0.05  # median sigma, in units of the series' std (the model normalizes)
+DISTINCT_FRACTION_MIN = 0.25  # distinct decoded shapes per code used
+
+
+def degenerate_warnings(metrics: dict, distinct_shapes: int | None = None) -> list[str]:
+    """Sentences saying how the shape tokens of ``metrics`` (``token_metrics``) are degenerate,
+    empty when they are not: shape R² <= ``SHAPE_R2_MIN``, median sigma below
+    ``SIGMA_MEDIAN_MIN``, or fewer ``distinct_shapes`` than ``DISTINCT_FRACTION_MIN`` of the
+    codes used."""
+    found = []
+    r2 = metrics.get("shape_r2")
+    if r2 is not None and r2 <= SHAPE_R2_MIN:
+        found.append(f"shape R² is {r2:.3f} (≤ {SHAPE_R2_MIN:g}): the decoded shapes fit the "
+                     "subsequences their windows cover no better than each subsequence's own "
+                     "mean.")
+    sigma = (metrics.get("sigma") or {}).get("median")
+    if sigma is not None and sigma < SIGMA_MEDIAN_MIN:
+        found.append(f"median sigma is {sigma:.4f} (< {SIGMA_MEDIAN_MIN:g} of the series' "
+                     "standard deviation): most tokens are drawn as flat lines.")
+    used = metrics.get("codes_used")
+    if distinct_shapes is not None and used and distinct_shapes < DISTINCT_FRACTION_MIN * used:
+        found.append(f"only {distinct_shapes} distinct shapes among the {used} codes used "
+                     f"(< {DISTINCT_FRACTION_MIN:.0%}): codes differ as vectors but decode to "
+                     "the same shapes.")
+    return found
