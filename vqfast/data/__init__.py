@@ -16,16 +16,24 @@ load_dataset), ``pool`` (pretraining_series), ``shards`` (ShardedSeries).
 
 from vqfast.data.cache import CACHE_VERSION
 from vqfast.data.cleaning import DataError
-from vqfast.data.datasets import SeriesData, available_datasets, load_dataset
+from vqfast.data.datasets import (
+    NOT_IN_ALL,
+    SeriesData,
+    available_datasets,
+    expand_datasets,
+    load_dataset,
+)
 from vqfast.data.pool import pretraining_series
 from vqfast.data.shards import ShardedSeries
 
 __all__ = [
     "CACHE_VERSION",
+    "NOT_IN_ALL",
     "DataError",
     "SeriesData",
     "ShardedSeries",
     "available_datasets",
+    "expand_datasets",
     "load_dataset",
     "pretraining_series",
 ]

@@ -169,6 +169,58 @@ def available_datasets() -> list[str]:
     return list(_shipped())
 
 
+# Shipped with aeon but left out of "all": aeon's own unit-test fixture (42 short series cut
+# from Chinatown), not a benchmark dataset. It still loads by name.
+NOT_IN_ALL = {"UnitTest": "aeon's unit-test fixture (42 series cut from Chinatown)"}
+
+
+def expand_datasets(names, exclude=()) -> list[str]:
+    """``names`` with ``"all"`` replaced by every classification dataset shipped with aeon.
+
+    ``"all"`` (case-insensitive) expands to :func:`available_datasets` minus :data:`NOT_IN_ALL`;
+    other entries (dataset names, paths) are kept as given, in order, without duplicates.
+    ``exclude`` removes datasets from the result by name (case-insensitive; a path's file stem
+    also matches). Raises :class:`DataError` for an ``exclude`` entry that names nothing in the
+    result (with close matches), and when nothing is left.
+    """
+    where = "expand_datasets"
+    if isinstance(names, (str, os.PathLike)) or isinstance(exclude, (str, os.PathLike)):
+        raise TypeError(f"{where}: names and exclude are lists of names, e.g. ['all'] or "
+                        "['BasicMotions'], not a single string")
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, (str, os.PathLike)):
+            raise TypeError(f"{where}: names must be dataset names or paths, got "
+                            f"{type(name).__name__}")
+        if os.fspath(name).strip().lower() == "all":
+            found = [n for n in available_datasets() if n not in NOT_IN_ALL]
+            if not found:
+                raise DataError(f"{where}: 'all' found no shipped datasets: aeon is not "
+                                "installed (pip install 'vqfast[train]')")
+            expanded = found
+        else:
+            expanded = [os.fspath(name)]
+        out += [n for n in expanded if n.lower() not in {o.lower() for o in out}]
+
+    keys = [Path(n).stem.lower() for n in out]
+    dropped = set()
+    for name in exclude:
+        text = os.fspath(name).strip()
+        matches = {i for i, n in enumerate(out)
+                   if text.lower() in (n.lower(), Path(n).stem.lower())}
+        if not matches:
+            close = difflib.get_close_matches(Path(text).stem.lower(), keys, n=3)
+            hint = f" Did you mean {[out[keys.index(c)] for c in close]}?" if close else ""
+            raise DataError(f"{where}: cannot exclude {text!r}: it is not one of the datasets "
+                            f"{out}.{hint}")
+        dropped |= matches
+    kept = [n for i, n in enumerate(out) if i not in dropped]
+    if not kept:
+        raise DataError(f"{where}: excluding {[os.fspath(e) for e in exclude]} leaves none of "
+                        f"the datasets {out}")
+    return kept
+
+
 def _unknown_name(source: str) -> DataError:
     names = available_datasets()
     close = difflib.get_close_matches(source.lower(), [n.lower() for n in names], n=3)
