@@ -171,7 +171,8 @@ def degenerate_warnings(metrics: dict, distinct_shapes: int | None = None) -> li
                      "standard deviation): most tokens are drawn as flat lines.")
     used = metrics.get("codes_used")
     if distinct_shapes is not None and used and distinct_shapes < DISTINCT_FRACTION_MIN * used:
-        found.append(f"only {distinct_shapes} distinct shapes among the {used} codes used "
+        shapes = "shape" if distinct_shapes == 1 else "shapes"
+        found.append(f"only {distinct_shapes} distinct {shapes} among the {used} codes used "
                      f"(< {DISTINCT_FRACTION_MIN:.0%}): codes differ as vectors but decode to "
                      "the same shapes.")
     return found
