@@ -1,4 +1,4 @@
-// Shared machinery of the CPU quantizer (quantize.cpp, vq_loss.cpp): SIMD vectors, a codebook
+// Shared machinery of the CPU quantizer (nearest_code.cpp, vq_loss.cpp): SIMD vectors, a codebook
 // packed for them, and the fused squared-distance loop.
 //
 // Vectors are GCC/Clang vector extensions of 64 bytes (16 floats or 8 doubles): with -march=native
@@ -199,6 +199,8 @@ inline int64_t chunk_rows(int64_t M) {
   return std::max<int64_t>(1024, (M + 255) / 256);
 }
 
+// The Python custom ops cast z and the codebook to their compute dtype (vqfast/ops/_common.py,
+// accumulate_dtype) before calling: both arrive as float32, or both as float64.
 inline void check_quantizer_inputs(const at::Tensor& z, const at::Tensor& codebook,
                                    const char* op) {
   TORCH_CHECK(z.dim() == 2, op, ": z must be (M, D), got ", z.sizes());
@@ -207,14 +209,10 @@ inline void check_quantizer_inputs(const at::Tensor& z, const at::Tensor& codebo
   TORCH_CHECK(z.size(1) == codebook.size(1), op, ": z has D = ", z.size(1),
               " but the codebook ", codebook.size(1));
   TORCH_CHECK(z.device().is_cpu() && codebook.device().is_cpu(), op, ": CPU tensors only");
-  TORCH_CHECK(z.is_floating_point() && codebook.is_floating_point(), op,
-              ": floating-point inputs required");
-}
-
-// float64 when either input is float64, else float32 (half precision accumulates in float32).
-inline at::ScalarType accumulate_type(const at::Tensor& z, const at::Tensor& codebook) {
-  return (z.scalar_type() == at::kDouble || codebook.scalar_type() == at::kDouble) ? at::kDouble
-                                                                                  : at::kFloat;
+  TORCH_CHECK(z.scalar_type() == codebook.scalar_type() &&
+                  (z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble),
+              op, ": z and the codebook must both be float32 or both float64, got ",
+              z.scalar_type(), " and ", codebook.scalar_type());
 }
 
 }  // namespace vqfast

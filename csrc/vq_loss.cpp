@@ -90,9 +90,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> vq_loss_f
   check_quantizer_inputs(z_in, codebook_in, "vq_loss");
   TORCH_CHECK(z_in.size(0) >= 1, "vq_loss: z holds no vectors");
   TORCH_CHECK(tau > 0, "vq_loss: temperature must be > 0");
-  const auto acc = accumulate_type(z_in, codebook_in);
-  const auto z = z_in.to(acc).contiguous();
-  const auto codebook = codebook_in.to(acc).contiguous();
+  const auto acc = z_in.scalar_type();
+  const auto z = z_in.contiguous();
+  const auto codebook = codebook_in.contiguous();
   const int64_t M = z.size(0), K = codebook.size(0), D = z.size(1);
   auto opts = z.options();
   auto idx = at::empty({M}, opts.dtype(at::kLong));
@@ -208,9 +208,9 @@ std::tuple<at::Tensor, at::Tensor> vq_loss_backward_cpu(
     const at::Tensor& indices, const at::Tensor& row_max_in, const at::Tensor& log_norm_in,
     const at::Tensor& mean_p_in, double commit, double entropy, double gamma, double tau) {
   check_quantizer_inputs(z_in, codebook_in, "vq_loss_backward");
-  const auto acc = accumulate_type(z_in, codebook_in);
-  const auto z = z_in.to(acc).contiguous();
-  const auto codebook = codebook_in.to(acc).contiguous();
+  const auto acc = z_in.scalar_type();
+  const auto z = z_in.contiguous();
+  const auto codebook = codebook_in.contiguous();
   const auto idx = indices.to(at::kLong).contiguous();
   const auto row_max = row_max_in.to(acc).contiguous();
   const auto log_norm = log_norm_in.to(acc).contiguous();
@@ -260,7 +260,7 @@ std::tuple<at::Tensor, at::Tensor> vq_loss_backward_cpu(
       }
     }
   });
-  return {gz.to(z_in.scalar_type()), gc.to(codebook_in.scalar_type())};
+  return {gz, gc.to(acc)};
 }
 
 }  // namespace

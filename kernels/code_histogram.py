@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .nearest_code import block_size, device_guard
+from ._helpers import block_size, device_guard
 
 
 @triton.jit

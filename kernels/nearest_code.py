@@ -7,40 +7,23 @@ are computed directly as ``sum_d (z_d - e_d)^2`` (no ``|z|^2 + |e|^2 - 2 z.e`` e
 ``torch.argmin``: ``tl.min(..., return_indices=True)`` breaks ties to the left within a tile and a
 later tile must be strictly smaller to win.
 
-Every kernel that computes distances (here and in ``vq_loss.py``) is compiled without floating-point
-contraction (``enable_fp_fusion=False``): each distance is then the same IEEE sequence of roundings
-in every kernel, on a GPU and in the interpreter alike, so ``nearest_code`` and the VQ loss pick the
-same codes and the loss's recomputed logits match its saved maximum bit for bit. (With contraction
-the compiler turns ``d * s - m`` into one fma, whose result for the nearest code is the rounding
-error of ``m`` instead of 0; at ``tau = 0.01`` that error, ~1e-4, wrecked the entropy gradients.)
+Distances come from ``_helpers.distance_tile`` without fp contraction (``_helpers`` says why).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 import triton
 import triton.language as tl
 
-# Implicit fp contraction off in every kernel that computes distances (see the module docstring).
-FP_FUSION = False
-
-
-@triton.jit
-def distance_tile(z_rows, row_ok, c_ptr, codes, code_ok, D, ACC: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
-    """``[BLOCK_M, BLOCK_K]`` squared distances of the rows at ``z_rows`` (pointers to each
-    row's first element) to the codes ``codes``, one dimension at a time. Every entry sums its
-    terms in the same order, so equal codes give bit-equal distances."""
-    c_rows = c_ptr + codes * D
-    dist = tl.zeros([BLOCK_M, BLOCK_K], ACC)
-    for d in range(0, D):
-        zd = tl.load(z_rows + d, mask=row_ok, other=0.0).to(ACC)
-        ed = tl.load(c_rows + d, mask=code_ok, other=0.0).to(ACC)
-        diff = zd[:, None] - ed[None, :]
-        dist += diff * diff
-    return dist
+from ._helpers import (
+    FP_FUSION,
+    accumulate_dtype,
+    block_size,
+    device_guard,
+    distance_tile,
+    tl_dtype,
+)
 
 
 @triton.jit
@@ -62,27 +45,6 @@ def _nearest_code_kernel(z_ptr, c_ptr, idx_ptr, dist_ptr, M, K, D, ACC: tl.const
         best_idx = tl.where(better, k0 + tile_arg, best_idx)
     tl.store(idx_ptr + rows, best_idx.to(tl.int64), mask=row_ok)
     tl.store(dist_ptr + rows, best, mask=row_ok)
-
-
-def accumulate_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 when any input is float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
-def tl_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def device_guard(device: torch.device):
-    """Launch on ``device`` (Triton launches on the current CUDA device and its current stream)."""
-    if device.type == "cuda":
-        return torch.cuda.device(device)
-    return contextlib.nullcontext()
-
-
-def block_size(n: int, lo: int, hi: int) -> int:
-    """The power of two >= ``n``, clamped to ``[lo, hi]``."""
-    return max(lo, min(hi, triton.next_power_of_2(max(int(n), 1))))
 
 
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

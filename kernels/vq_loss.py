@@ -18,7 +18,7 @@ over the codes: ``sum_j p_j g_j`` first, then ``dL/dd``) and saves ``sum_j p_j g
 ``_backward_codes_kernel`` sums ``dL/de`` per code tile over its token group into a partial buffer.
 
 Every kernel computes distances with the same ``distance_tile`` (one dimension at a time, the same
-operations for every entry, no fp contraction: see ``nearest_code.py``), so the recomputed distance
+operations for every entry, no fp contraction: see ``_helpers.py``), so the recomputed distance
 of the nearest code equals the saved ``m`` bit for bit and the recomputed ``p`` sums to 1 to
 rounding. This matters: with ``tau`` small the logits are hundreds, and a recomputed ``p`` off by
 1e-5 in total wrecks ``g_nk - sum_j p_nj g_nj``, which cancels almost exactly for the nearest code.
@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .nearest_code import (
+from ._helpers import (
     FP_FUSION,
     accumulate_dtype,
     block_size,

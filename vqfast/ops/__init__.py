@@ -5,8 +5,9 @@ variable ``VQFAST_BACKEND``, default ``auto``). ``backends()`` says what ``auto`
 """
 
 from vqfast.ops._backend import BACKENDS, BackendUnavailableError, backends
-from vqfast.ops.quantize import code_histogram, code_histogram_ref, nearest_code, nearest_code_ref
-from vqfast.ops.subsequence import extract_subsequence, extract_subsequence_ref
+from vqfast.ops.code_histogram import code_histogram, code_histogram_ref
+from vqfast.ops.extract_subsequence import extract_subsequence, extract_subsequence_ref
+from vqfast.ops.nearest_code import nearest_code, nearest_code_ref
 from vqfast.ops.vq_loss import vq_loss, vq_loss_ref
 
 __all__ = [

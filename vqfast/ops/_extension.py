@@ -1,10 +1,13 @@
-"""Just-in-time build of the C++ ops in ``csrc/`` against the torch that is running.
+"""Just-in-time build of the C++ ops in ``csrc/`` against the torch that is running: build and
+load only (the ops' fakes and gradients are registered by the Python custom ops in ``vqfast.ops``).
 
 The library is compiled on first use with the host's vector ISA (``-march=native``) and OpenMP and
 cached by ``torch.utils.cpp_extension`` (``$TORCH_EXTENSIONS_DIR``, default
-``~/.cache/torch_extensions``). The cache name includes the torch and Python versions and a hash of
-the CPU's feature flags, so a different torch or a different machine sharing the same home
-directory gets its own build. ``python -m vqfast.build`` builds it ahead of time.
+``~/.cache/torch_extensions``) under a name that holds two keys: the torch install (its folder,
+version, CUDA version and C++ ABI, and the Python version), so two environments with the same torch
+version keep their own builds instead of rebuilding each other's; and the build (the C++ sources,
+the compile flags and the CPU's feature flags), so a changed source or another machine sharing the
+home directory gets a new build. ``python -m vqfast.build`` builds it ahead of time.
 
 A failed build is not an import error: ``backend="auto"`` falls back to the reference ops (with one
 warning) and ``backend="cpp"`` raises with the compiler's message.
@@ -26,6 +29,7 @@ _lock = threading.Lock()
 _state: dict[str, object] = {"loaded": False, "error": None}
 
 DISABLE_VAR = "VQFAST_DISABLE_CPP"
+LINK_FLAGS = ["-fopenmp"]
 
 
 def source_dir() -> Path:
@@ -39,23 +43,48 @@ def sources() -> list[str]:
     return sorted(str(p) for p in source_dir().glob("*.cpp"))
 
 
-def _cpu_tag() -> str:
-    flags = ""
+def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    flags = line
-                    break
+                    return line
     except OSError:
         pass
-    return hashlib.sha1((platform.machine() + flags).encode()).hexdigest()[:8]
+    return ""
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
+
+
+def torch_install_dir() -> Path:
+    return Path(torch.__file__).resolve().parent
+
+
+def torch_key() -> str:
+    """Which torch the library links against: its install folder, version, CUDA, C++ ABI."""
+    return _digest(
+        str(torch_install_dir()),
+        torch.__version__,
+        str(torch.version.cuda),
+        str(torch.compiled_with_cxx11_abi()),
+        sys.version,
+    )
+
+
+def build_key() -> str:
+    """What the library is built from: every C++ source and header, the flags, the CPU."""
+    files = sorted(p for p in source_dir().iterdir() if p.suffix in (".cpp", ".h"))
+    contents = [f"{p.name}:{hashlib.sha1(p.read_bytes()).hexdigest()}" for p in files]
+    return _digest(*contents, " ".join(compile_flags()), " ".join(LINK_FLAGS),
+                   platform.machine(), _cpu_flags())
 
 
 def extension_name() -> str:
     torch_version = torch.__version__.split("+")[0].replace(".", "_")
     py = f"{sys.version_info.major}{sys.version_info.minor}"
-    return f"vqfast_C_t{torch_version}_py{py}_{_cpu_tag()}"
+    return f"vqfast_C_t{torch_version}_py{py}_{torch_key()}_{build_key()}"
 
 
 def compile_flags() -> list[str]:
@@ -74,14 +103,14 @@ def _build(verbose: bool) -> None:
         name=extension_name(),
         sources=sources(),
         extra_cflags=compile_flags(),
-        extra_ldflags=["-fopenmp"],
+        extra_ldflags=LINK_FLAGS,
         is_python_module=False,
         verbose=verbose,
     )
 
 
 def load(verbose: bool = False) -> None:
-    """Build (once per machine and torch version) and load the C++ ops; raise on failure."""
+    """Build (once per torch install and source tree) and load the C++ ops; raise on failure."""
     with _lock:
         if _state["loaded"]:
             return
@@ -99,45 +128,7 @@ def load(verbose: bool = False) -> None:
                 "vqfast.build --verbose` to see the whole compiler output"
             )
             raise RuntimeError(_state["error"]) from exc
-        _register_fakes()
         _state["loaded"] = True
-
-
-def _register_fakes() -> None:
-    """Shapes of the C++ ops' outputs, for FakeTensor tracing (torch.compile, opcheck)."""
-
-    def acc(*tensors):
-        return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-    fake = torch.library.register_fake
-
-    @fake("vqfast_C::extract_subsequence")
-    def _(x, t, l, length, smooth):
-        return x.new_empty((t.shape[0], t.shape[1], length))
-
-    @fake("vqfast_C::extract_subsequence_backward")
-    def _(grad, x, t, l, length, smooth):
-        return torch.empty_like(x), torch.empty_like(t), torch.empty_like(l)
-
-    @fake("vqfast_C::nearest_code")
-    def _(z, codebook):
-        return (z.new_empty(z.shape[0], dtype=torch.int64),
-                z.new_empty(z.shape[0], dtype=acc(z, codebook)))
-
-    @fake("vqfast_C::code_histogram")
-    def _(indices, num_code):
-        return indices.new_empty((indices.shape[0], num_code), dtype=torch.int64)
-
-    @fake("vqfast_C::vq_loss_forward")
-    def _(z, codebook, commit, entropy, gamma, temperature):
-        a = acc(z, codebook)
-        M, K = z.shape[0], codebook.shape[0]
-        return (z.new_empty((), dtype=a), z.new_empty(M, dtype=torch.int64),
-                z.new_empty(M, dtype=a), z.new_empty(M, dtype=a), z.new_empty(K, dtype=a))
-
-    @fake("vqfast_C::vq_loss_backward")
-    def _(grad, z, codebook, indices, row_max, log_norm, mean_p, *args):
-        return torch.empty_like(z), torch.empty_like(codebook)
 
 
 def load_error() -> str | None:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from vqfast.ops import _backend
-from vqfast.ops.quantize import check_codebook, compute_dtype, squared_distances_ref
+from vqfast.ops._common import accumulate_dtype, check_codebook
+from vqfast.ops.nearest_code import squared_distances_ref
 
 ENTROPY_EPS = 1e-5
 
@@ -55,14 +56,18 @@ def vq_loss_ref(
 
 
 # ---------------------------------------------------------------------------------------------
-# Registered op. Forward returns the loss and what the backward pass needs, all O(M + K):
-# nearest index, per-token softmax max and log-normalizer, mean code distribution.
+# Registered op (C++ / Triton), its fake and its autograd formula. Forward returns the loss and
+# what the backward pass needs, all O(M + K): nearest index, per-token softmax max and
+# log-normalizer, mean code distribution.
 # ---------------------------------------------------------------------------------------------
 
 
 def _forward_impl(z, codebook, commit, entropy, gamma, temperature, backend):
     if backend == "cpp":
-        return torch.ops.vqfast_C.vq_loss_forward(z, codebook, commit, entropy, gamma, temperature)
+        acc = accumulate_dtype(z, codebook)
+        return torch.ops.vqfast_C.vq_loss_forward(
+            z.to(acc), codebook.to(acc), commit, entropy, gamma, temperature
+        )
     from vqfast.kernels import vq_loss as kernel
 
     return kernel.forward(z, codebook, commit, entropy, gamma, temperature)
@@ -70,9 +75,11 @@ def _forward_impl(z, codebook, commit, entropy, gamma, temperature, backend):
 
 def _backward_impl(grad, z, codebook, saved, commit, entropy, gamma, temperature, backend):
     if backend == "cpp":
-        return torch.ops.vqfast_C.vq_loss_backward(
-            grad, z, codebook, *saved, commit, entropy, gamma, temperature
+        acc = accumulate_dtype(z, codebook)
+        gz, gc = torch.ops.vqfast_C.vq_loss_backward(
+            grad, z.to(acc), codebook.to(acc), *saved, commit, entropy, gamma, temperature
         )
+        return gz.to(z.dtype), gc.to(codebook.dtype)
     from vqfast.kernels import vq_loss as kernel
 
     return kernel.backward(grad, z, codebook, *saved, commit, entropy, gamma, temperature)
@@ -95,7 +102,7 @@ def _vq_loss_op(
 
 @_vq_loss_op.register_fake
 def _(z, codebook, commit_weight, entropy_weight, entropy_gamma, temperature, backend):
-    acc = torch.float64 if torch.float64 in (z.dtype, codebook.dtype) else torch.float32
+    acc = accumulate_dtype(z, codebook)
     M, K = z.shape[0], codebook.shape[0]
     return (
         z.new_empty((), dtype=acc),
@@ -177,9 +184,9 @@ def vq_loss(
     if entropy_weight < 0:
         raise ValueError(f"vq_loss: entropy_weight must be >= 0, got {entropy_weight}")
     impl = _backend.resolve("vq_loss", backend, z.device)
-    dtype = compute_dtype(z, codebook)
     flat = z.reshape(-1, z.shape[-1])
     args = (float(commit_weight), float(entropy_weight), float(entropy_gamma), float(temperature))
     if impl == "reference":
+        dtype = accumulate_dtype(z, codebook)
         return vq_loss_ref(flat.to(dtype), codebook.to(dtype), *args)
     return _vq_loss_op(flat.contiguous(), codebook.contiguous(), *args, impl)[0]

@@ -6,8 +6,8 @@ smoothed by a moving average of odd width ``smooth`` whose ends are padded with 
 values (width 1: no smoothing).
 
 Implementations: ``extract_subsequence_ref`` (the authors' ``grid_sample`` + ``conv1d`` path; the
-specification and test oracle), C++ (``csrc/subsequence.cpp``, bit-identical to the reference in
-float32 for ``smooth=1``) and Triton (``kernels/subsequence.py``).
+specification and test oracle), C++ (``csrc/extract_subsequence.cpp``, bit-identical to the
+reference in float32 for ``smooth=1``) and Triton (``kernels/extract_subsequence.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vqfast.ops import _backend
+from vqfast.ops._common import accumulate_dtype
 
 # ---------------------------------------------------------------------------------------------
 # Reference
@@ -57,17 +58,24 @@ def extract_subsequence_ref(
 
 
 def _forward_impl(x, t, l, length, smooth, backend):
-    if backend == "cpp":
-        return torch.ops.vqfast_C.extract_subsequence(x, t, l, length, smooth)
-    from vqfast.kernels import subsequence as kernel
+    if backend == "cpp":  # half precision computed in float32, as the Triton kernels do
+        acc = accumulate_dtype(x)
+        out = torch.ops.vqfast_C.extract_subsequence(x.to(acc), t.to(acc), l.to(acc), length,
+                                                     smooth)
+        return out.to(x.dtype)
+    from vqfast.kernels import extract_subsequence as kernel
 
     return kernel.forward(x, t, l, length, smooth)
 
 
 def _backward_impl(grad, x, t, l, length, smooth, backend):
     if backend == "cpp":
-        return torch.ops.vqfast_C.extract_subsequence_backward(grad, x, t, l, length, smooth)
-    from vqfast.kernels import subsequence as kernel
+        acc = accumulate_dtype(x)
+        grads = torch.ops.vqfast_C.extract_subsequence_backward(
+            grad.to(acc), x.to(acc), t.to(acc), l.to(acc), length, smooth
+        )
+        return tuple(g.to(x.dtype) for g in grads)
+    from vqfast.kernels import extract_subsequence as kernel
 
     return kernel.backward(grad, x, t, l, length, smooth)
 
@@ -158,8 +166,6 @@ def extract_subsequence(
         raise TypeError(f"extract_subsequence: floating-point inputs required, got {dtype}")
     x, t, l = x.to(dtype), t.to(dtype), l.to(dtype)
     impl = _backend.resolve("extract_subsequence", backend, x.device)
-    if impl == "cpp" and dtype not in (torch.float32, torch.float64):
-        impl = "reference" if backend in (None, "auto") else impl
     if impl == "reference":
         return extract_subsequence_ref(x, t, l, length, smooth)
     return _extract_subsequence_op(x, t, l, length, smooth, impl)

@@ -1,12 +1,13 @@
 """Subsequence targets: ``x (B, T)``, ``t, l (B, N)`` -> ``(B, N, length)``, and the backward pass.
 
-Same math and gradient conventions as ``csrc/subsequence.cpp`` and ``extract_subsequence_ref``:
-token ``(b, n)`` samples ``x[b]`` by linear interpolation at the positions ``grid_sample``
-(bilinear, ``align_corners=True``, border padding) sees for ``pos = t (T-1) + (min(t+l, 1) - t)
-(T-1) r_j``, ``r = torch.linspace(0, 1, length)`` in float32, then smooths by a moving average of
-odd width ``SMOOTH`` padded with copies of the end values. Half-precision inputs are computed in
-float32. Backward: the slope at an integer position is the right-hand one, positions ``<= 0`` or
-``>= T-1`` pass no gradient to ``t`` and ``l``, and a clamped end (``t + l > 1``) none either.
+Same math and gradient conventions as ``csrc/extract_subsequence.cpp`` and
+``extract_subsequence_ref``: token ``(b, n)`` samples ``x[b]`` by linear interpolation at the
+positions ``grid_sample`` (bilinear, ``align_corners=True``, border padding) sees for
+``pos = t (T-1) + (min(t+l, 1) - t) (T-1) r_j``, ``r = torch.linspace(0, 1, length)`` in
+float32, then smooths by a moving average of odd width ``SMOOTH`` padded with copies of the end
+values. Half-precision inputs are computed in float32. Backward: the slope at an integer position
+is the right-hand one, positions ``<= 0`` or ``>= T-1`` pass no gradient to ``t`` and ``l``, and
+a clamped end (``t + l > 1``) none either.
 
 ``dL/dx`` is a scatter-add of every sample into ``x[b]``; it uses float32 (float64 for float64
 inputs) atomics, so on a GPU its last bits may change from run to run (the order in which the
@@ -20,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .nearest_code import block_size, device_guard, tl_dtype
+from ._helpers import FP_FUSION, accumulate_dtype, block_size, device_guard, tl_dtype
 
 # Elements of a [BLOCK_T, BLOCK_S] tile (tokens x sample positions).
 TILE = 2048
@@ -151,10 +152,6 @@ def _backward_kernel(grad_ptr, x_ptr, t_ptr, l_ptr, rel_ptr, gx_ptr, gt_ptr, gl_
     tl.store(gl_ptr + tok, d_end.to(gl_ptr.dtype.element_ty), mask=tok_ok)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _blocks(tokens: int, length: int) -> tuple[int, int]:
     block_s = block_size(length, 16, 256)
     return block_size(tokens, 1, max(1, TILE // block_s)), block_s
@@ -172,7 +169,7 @@ def forward(x, t, l, length, smooth):
     out = torch.empty(B, N, length, dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    acc = _compute_dtype(x)
+    acc = accumulate_dtype(x)
     rel = _relative_positions(length, acc, x.device)
     block_t, block_s = _blocks(B * N, length)
     grid = (triton.cdiv(B * N, block_t), triton.cdiv(length, block_s))
@@ -180,7 +177,7 @@ def forward(x, t, l, length, smooth):
         _forward_kernel[grid](
             x, t, l, rel, out, B * N, N, T, length,
             SMOOTH=smooth, ACC=tl_dtype(acc), BLOCK_T=block_t, BLOCK_S=block_s,
-            enable_fp_fusion=False,
+            enable_fp_fusion=FP_FUSION,
         )
     return out
 
@@ -190,7 +187,7 @@ def backward(grad, x, t, l, length, smooth):
     x, t, l = x.contiguous(), t.contiguous(), l.contiguous()
     B, N = t.shape
     T = x.shape[1]
-    acc = _compute_dtype(x)
+    acc = accumulate_dtype(x)
     gx = torch.zeros(B, T, dtype=acc, device=x.device)
     gt = torch.zeros_like(t)
     gl = torch.zeros_like(l)
@@ -204,6 +201,6 @@ def backward(grad, x, t, l, length, smooth):
         _backward_kernel[(triton.cdiv(B * N, block_t),)](
             grad, x, t, l, rel, gx, gt, gl, B * N, N, T, length,
             SMOOTH=smooth, ACC=tl_dtype(acc), BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_P=block_p,
-            enable_fp_fusion=False,
+            enable_fp_fusion=FP_FUSION,
         )
     return gx.to(x.dtype), gt, gl

@@ -1,5 +1,4 @@
-// Nearest-code search and per-sample code histograms on the CPU.
-// Reference: vqfast/ops/quantize.py (nearest_code_ref, code_histogram_ref).
+// Nearest-code search on the CPU. Reference: vqfast/ops/nearest_code.py (nearest_code_ref).
 
 // Let a*b+c on vectors become one fma (the subsequence op keeps -ffp-contract=off).
 #pragma GCC optimize("fp-contract=fast")
@@ -130,14 +129,13 @@ void nearest_rows_screened(const float* z, int64_t begin, int64_t end, const flo
 std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& z_in,
                                                     const at::Tensor& codebook_in) {
   check_quantizer_inputs(z_in, codebook_in, "nearest_code");
-  const auto acc = accumulate_type(z_in, codebook_in);
-  const auto z = z_in.to(acc).contiguous();
-  const auto codebook = codebook_in.to(acc).contiguous();
+  const auto z = z_in.contiguous();
+  const auto codebook = codebook_in.contiguous();
   const int64_t M = z.size(0), K = codebook.size(0), D = z.size(1);
   auto idx = at::empty({M}, z.options().dtype(at::kLong));
   auto dist = at::empty({M}, z.options());
   if (M == 0) return {idx, dist};
-  if (acc == at::kFloat) {
+  if (z.scalar_type() == at::kFloat) {
     const PackedCodebook<float> cb(codebook.data_ptr<float>(), K, D);
     std::vector<VecT<float>> norms(cb.blocks, splat(std::numeric_limits<float>::infinity()));
     const float* cp = codebook.data_ptr<float>();
@@ -167,38 +165,14 @@ std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& z_in,
   return {idx, dist};
 }
 
-at::Tensor code_histogram_cpu(const at::Tensor& indices_in, int64_t num_code) {
-  TORCH_CHECK(indices_in.dim() == 2, "code_histogram: indices must be (B, N), got ",
-              indices_in.sizes());
-  TORCH_CHECK(num_code >= 1, "code_histogram: num_code must be >= 1");
-  const auto indices = indices_in.to(at::kLong).contiguous();
-  const int64_t B = indices.size(0), N = indices.size(1);
-  auto hist = at::zeros({B, num_code}, indices.options());
-  const int64_t* ip = indices.data_ptr<int64_t>();
-  int64_t* hp = hist.data_ptr<int64_t>();
-  at::parallel_for(0, B, std::max<int64_t>(1, 65536 / std::max<int64_t>(N, 1)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t b = begin; b < end; ++b)
-                       for (int64_t n = 0; n < N; ++n) {
-                         const int64_t k = ip[b * N + n];
-                         TORCH_CHECK(k >= 0 && k < num_code, "code_histogram: index ", k,
-                                     " outside [0, ", num_code, ")");
-                         ++hp[b * num_code + k];
-                       }
-                   });
-  return hist;
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(vqfast_C, m) {
   m.def("nearest_code(Tensor z, Tensor codebook) -> (Tensor, Tensor)");
-  m.def("code_histogram(Tensor indices, int num_code) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(vqfast_C, CPU, m) {
   m.impl("nearest_code", &nearest_code_cpu);
-  m.impl("code_histogram", &code_histogram_cpu);
 }
 
 }  // namespace vqfast

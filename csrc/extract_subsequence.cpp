@@ -11,7 +11,7 @@
 //   * a position at or beyond the ends (<= 0 or >= T-1 after the round trip) passes no gradient
 //     to t and l (border padding is flat there);
 //   * when t + l > 1 the end point is clamped to T-1, so the end passes no gradient to t or l.
-// Reference: vqfast/ops/subsequence.py (extract_subsequence_ref).
+// Reference: vqfast/ops/extract_subsequence.py (extract_subsequence_ref).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
