@@ -50,7 +50,7 @@ run_step() {
 run_step gpu 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
     --format=csv
 run_step tests 120 env VQFAST_TEST_DEVICE=cuda \
-    "$PY" -m pytest -q --tb=short -p no:cacheprovider "${PARALLEL[@]}" tests/test_triton_kernels.py
+    "$PY" -m pytest -q --tb=short -p no:cacheprovider "${PARALLEL[@]}" tests/ops
 run_step quantize 150 "$PY" bench/quantize.py --device cuda --quick \
     --json "$OUT_DIR/quantize-cuda.json"
 run_step large 60 "$PY" bench/quantize.py --device cuda --mem-limit-gb 40 --budget 0.5 \

@@ -7,7 +7,7 @@ must be off when the kernels are imported. Triton compiles to PTX and a cubin (w
 its wheel ships) without a GPU, so errors that the interpreter cannot show (the frontend's typing
 and scoping rules, code generation) show here. Also checks the generated PTX: no TF32 or
 half-precision matrix instructions anywhere, and no contracted multiply-add in the float32
-forward kernels, whose distances must round identically everywhere (``kernels/nearest_code.py``
+forward kernels, whose distances must round identically everywhere (``kernels/_helpers.py``
 says why).
 Prints one line per compiled variant; exits 1 on the first failure.
 """
@@ -25,7 +25,13 @@ import triton.language as tl  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from vqfast.kernels import code_histogram, nearest_code, subsequence, vq_loss  # noqa: E402
+from vqfast.kernels import (  # noqa: E402
+    _helpers,
+    code_histogram,
+    extract_subsequence,
+    nearest_code,
+    vq_loss,
+)
 
 TARGET = GPUTarget("cuda", 90, 32)
 ACC = {"fp32": tl.float32, "fp64": tl.float64}
@@ -55,7 +61,7 @@ def compile_variant(kernel, acc="fp32", inputs=None, no_fma=False, **constexprs)
     sig, values = signature(kernel, acc, inputs or acc, constexprs)
     compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=values),
                               target=TARGET,
-                              options={"enable_fp_fusion": nearest_code.FP_FUSION})
+                              options={"enable_fp_fusion": _helpers.FP_FUSION})
     ptx = compiled.asm["ptx"]
     assert "tf32" not in ptx, "TF32 instructions in the PTX"
     matrix = [line for line in ptx.splitlines() if "mma" in line]
@@ -82,10 +88,10 @@ def main() -> int:
         compile_variant(vq_loss._forward_codes_kernel, acc, inputs, no_fma=fp32,
                         BLOCK_M=block_m, BLOCK_K=64)
         for smooth in (1, 5):
-            compile_variant(subsequence._forward_kernel, acc, inputs, SMOOTH=smooth, BLOCK_T=16,
-                            BLOCK_S=128)
-            compile_variant(subsequence._backward_kernel, acc, inputs, SMOOTH=smooth, BLOCK_T=16,
-                            BLOCK_S=128, BLOCK_P=2 if smooth > 1 else 1)
+            compile_variant(extract_subsequence._forward_kernel, acc, inputs, SMOOTH=smooth,
+                            BLOCK_T=16, BLOCK_S=128)
+            compile_variant(extract_subsequence._backward_kernel, acc, inputs, SMOOTH=smooth,
+                            BLOCK_T=16, BLOCK_S=128, BLOCK_P=2 if smooth > 1 else 1)
     compile_variant(code_histogram._code_histogram_kernel, BLOCK_N=1024)
     return 0
 
