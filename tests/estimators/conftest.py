@@ -19,11 +19,11 @@ def basic_motions():
 
 
 @pytest.fixture(scope="session")
-def offsets():
-    """Two classes told apart by their level alone (a sine around 0 or around 5), labels text."""
+def frequencies():
+    """Two classes told apart by frequency (one or six periods of a noisy sine), labels text."""
     rng = np.random.default_rng(0)
-    t = np.linspace(0, 4 * np.pi, 60)
-    y = np.array(["low", "high"] * 12)
-    X = np.sin(t)[None, None, :] + rng.normal(0, 0.1, (24, 1, 60))
-    X[y == "high"] += 5.0
+    t = np.linspace(0, 1, 60)
+    y = np.array(["slow", "fast"] * 16)
+    freq = np.where(y == "fast", 6.0, 1.0)
+    X = (np.sin(2 * np.pi * freq[:, None] * t) + rng.normal(0, 0.1, (32, 60)))[:, None, :]
     return X[:16], y[:16], X[16:], y[16:]

@@ -100,7 +100,8 @@ def _quiet(log: io.StringIO, verbose: bool):
 
 @contextlib.contextmanager
 def _rng_preserved():
-    """train.py seeds the global generators; a user's own sequence goes on as if it had not."""
+    """The global generators as they were before (train.py seeds them, a new model draws from
+    them): a user's own random sequence goes on as if fit had not run."""
     states = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:

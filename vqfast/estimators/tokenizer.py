@@ -28,7 +28,7 @@ from vqfast.estimators._common import (
 )
 from vqfast.evaluation.probe import extract_features
 from vqfast.fileio import atomic_write_json
-from vqfast.inputs import PAD_MODES, SeriesError, prepare_series
+from vqfast.inputs import PAD_MODES, prepare_series
 from vqfast.model import VQShape
 
 
@@ -81,10 +81,11 @@ class _Tokenizer:
         lengths = [X.shape[-1]] if isinstance(X, np.ndarray) else [s.shape[-1] for s in X]
         self.longest_ = int(max(lengths))
         self.n_channels_ = int(X.shape[1] if isinstance(X, np.ndarray) else X[0].shape[0])
-        if self.model is not None:
-            model, self.pretraining_ = _load_model(self.model, type(self).__name__), None
-        else:
-            model, self.pretraining_ = self._pretrain(X, seed)
+        with _rng_preserved():  # building a model draws its initial weights
+            if self.model is not None:
+                model, self.pretraining_ = _load_model(self.model, type(self).__name__), None
+            else:
+                model, self.pretraining_ = self._pretrain(X, seed)
         self.model_ = model.to(self.device).eval()
         return seed
 
@@ -118,7 +119,7 @@ class _Tokenizer:
                      "--checkpoint-every", str(10**9)]
             log = io.StringIO()
             try:
-                with _quiet(log, self.verbose), _rng_preserved():
+                with _quiet(log, self.verbose):
                     report = train.main(argv)
             except SystemExit as exc:
                 said = exc.code if isinstance(exc.code, str) else log.getvalue().strip()[-2000:]
@@ -137,9 +138,6 @@ class _Tokenizer:
         return prepare_series(X, length=length, how="resample").view(len(X), -1, length)
 
     def _features(self, X) -> np.ndarray:
-        if len(X[0]) != self.n_channels_:
-            raise SeriesError(f"{type(self).__name__}: X has {len(X[0])} channels but fit saw "
-                              f"{self.n_channels_}; give the same channels in the same order")
         x = self._prepare(X, self.model_.len_input)
         tokens, hists = extract_features(self.model_, x, self.batch_size, progress=self.verbose)
         return (tokens if self.features == "token" else hists).numpy()
@@ -208,7 +206,8 @@ class _Tokenizer:
         for name, value in saved["fitted"].items():
             setattr(est, name, value)
         est.metadata_ = saved["metadata"]
-        est.model_ = VQShape.from_pretrained(directory / MODEL_DIR).to(device).eval()
+        with _rng_preserved():
+            est.model_ = VQShape.from_pretrained(directory / MODEL_DIR).to(device).eval()
         est._read_extra(directory)
         est.is_fitted = True
         return est
