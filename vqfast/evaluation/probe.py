@@ -106,15 +106,20 @@ def extract_features(model, x: torch.Tensor, batch_size: int = 256, progress: bo
     return torch.cat(tokens).reshape(n, -1), torch.cat(hists).reshape(n, -1)
 
 
-def scale(train: torch.Tensor, test: torch.Tensor, kind: str):
-    """Standard scaling (tokens) or min-max scaling (histograms), fit on the training split."""
+def scaler(train: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(shift, divisor)`` per feature, fit on ``train``: mean and std (tokens) or minimum and
+    range (histograms); a constant feature's divisor is 1. Scaled = ``(x - shift) / divisor``."""
     if kind == "token":
         mean, std = train.mean(0), train.std(0, unbiased=False)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return (train - mean) / std, (test - mean) / std
+        return mean, torch.where(std > 0, std, torch.ones_like(std))
     lo, hi = train.min(0).values, train.max(0).values
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return (train - lo) / span, (test - lo) / span
+    return lo, torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+
+
+def scale(train: torch.Tensor, test: torch.Tensor, kind: str):
+    """Standard scaling (tokens) or min-max scaling (histograms), fit on the training split."""
+    shift, divisor = scaler(train, kind)
+    return (train - shift) / divisor, (test - shift) / divisor
 
 
 # ----------------------------------------------------------------------------- classifier
@@ -212,19 +217,7 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         epochs = int(curves[:, g].mean(0).argmax()) + 1
         selection = "grid point and epoch chosen on the test split (the authors' protocol)"
     else:
-        smallest = int(torch.bincount(train_y).min())
-        k = max(2, min(settings.folds, smallest))
-        folds = stratified_folds(train_y, k, settings.seed)
-        val = torch.zeros(len(drops) * len(wds), settings.epochs)
-        for i, fold in enumerate(folds):
-            rest = torch.cat([f for j, f in enumerate(folds) if j != i])
-            curve, _ = train_grid(train_x[rest], train_y[rest], num_classes, wds, drops,
-                                  settings.epochs, settings, settings.seed + 1000 + i,
-                                  train_x[fold], train_y[fold])
-            val += curve.flatten(0, 1) * len(fold)
-        val /= len(train_y)
-        flat = int(val.flatten().argmax())
-        g, epochs = flat // settings.epochs, flat % settings.epochs + 1
+        g, epochs, k = select_by_cv(train_x, train_y, num_classes, settings)
         accs = []
         for s in range(settings.seeds):
             _, weights = train_grid(train_x, train_y, num_classes, [wds[g % len(wds)]],
@@ -239,6 +232,90 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         dropout=drops[g // len(wds)],
         epochs=epochs, selection=selection,
     )
+
+
+def select_by_cv(train_x, train_y, num_classes, settings: ProbeSettings):
+    """The grid point (index into the ``(dropout, weight decay)`` pairs, dropout-major) and
+    number of epochs with the best stratified k-fold validation accuracy on scaled training
+    features; returns ``(grid index, epochs, k)``."""
+    wds, drops = list(settings.weight_decays), list(settings.dropouts)
+    smallest = int(torch.bincount(train_y).min())
+    k = max(2, min(settings.folds, smallest))
+    folds = stratified_folds(train_y, k, settings.seed)
+    val = torch.zeros(len(drops) * len(wds), settings.epochs)
+    for i, fold in enumerate(folds):
+        rest = torch.cat([f for j, f in enumerate(folds) if j != i])
+        curve, _ = train_grid(train_x[rest], train_y[rest], num_classes, wds, drops,
+                              settings.epochs, settings, settings.seed + 1000 + i,
+                              train_x[fold], train_y[fold])
+        val += curve.flatten(0, 1) * len(fold)
+    val /= len(train_y)
+    flat = int(val.flatten().argmax())
+    return flat // settings.epochs, flat % settings.epochs + 1, k
+
+
+@dataclass
+class FittedProbe:
+    """One linear probe fit on a training split: ``logits = ((x - shift) / divisor) @ weight +
+    bias`` for raw features ``x (n, F)``; ``weight (F, classes)``, ``bias (classes,)``,
+    ``shift`` and ``divisor (F,)`` (the scaler fit on the training split)."""
+
+    kind: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    shift: torch.Tensor
+    divisor: torch.Tensor
+    weight_decay: float
+    dropout: float
+    epochs: int
+    selection: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weight.shape[1])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.weight.shape[0]:
+            raise ValueError(f"FittedProbe: features must be (n, {self.weight.shape[0]}), got "
+                             f"{tuple(x.shape)}")
+        return ((x.float() - self.shift) / self.divisor) @ self.weight + self.bias
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).softmax(-1)
+
+
+def fit_probe(train_x, train_y, kind: str = "histogram", settings: ProbeSettings | None = None,
+              num_classes: int | None = None) -> FittedProbe:
+    """The probe :func:`linear_probe` evaluates, fit once on the training split (the seed
+    ``settings.seed``) with the grid point and epochs chosen by cross-validation on it (or the
+    only grid point when the grid has one; ``settings.protocol`` does not apply: there is no
+    test split here), and returned with its weights and scaler."""
+    settings = settings or ProbeSettings()
+    if kind not in FEATURES:
+        raise ValueError(f"fit_probe: kind must be one of {FEATURES}, got {kind!r}")
+    if train_x.dim() != 2 or train_y.shape != (train_x.shape[0],):
+        raise ValueError(f"fit_probe: features must be (n, F) with labels (n,), got "
+                         f"{tuple(train_x.shape)} and {tuple(train_y.shape)}")
+    train_y = train_y.long()
+    num_classes = num_classes or int(train_y.max()) + 1
+    if int(train_y.max()) >= num_classes or int(train_y.min()) < 0:
+        raise ValueError(f"fit_probe: labels must lie in 0..{num_classes - 1}")
+    shift, divisor = scaler(train_x.float(), kind)
+    x = (train_x.float() - shift) / divisor
+    wds, drops = list(settings.weight_decays), list(settings.dropouts)
+    torch.set_flush_denormal(True)
+    try:
+        if len(wds) * len(drops) == 1:
+            g, epochs, selection = 0, settings.epochs, "the only grid point, all epochs"
+        else:
+            g, epochs, k = select_by_cv(x, train_y, num_classes, settings)
+            selection = f"grid point and epoch chosen by {k}-fold cross-validation on train"
+        wd, drop = wds[g % len(wds)], drops[g // len(wds)]
+        _, (W, b) = train_grid(x, train_y, num_classes, [wd], [drop], epochs, settings,
+                               settings.seed)
+    finally:
+        torch.set_flush_denormal(False)
+    return FittedProbe(kind, W[0], b[0, 0], shift, divisor, wd, drop, epochs, selection)
 
 
 def probe_model(model, data, settings: ProbeSettings | None = None, batch_size: int = 256,
@@ -311,9 +388,10 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["DROPOUTS", "FEATURES", "PROTOCOLS", "WEIGHT_DECAYS", "ProbeResult", "ProbeSettings",
-           "codebook_usage", "extract_features", "linear_probe", "main", "predict", "probe_model",
-           "scale", "stratified_folds", "train_grid"]
+__all__ = ["DROPOUTS", "FEATURES", "PROTOCOLS", "WEIGHT_DECAYS", "FittedProbe", "ProbeResult",
+           "ProbeSettings", "codebook_usage", "extract_features", "fit_probe", "linear_probe",
+           "main", "predict", "probe_model", "scale", "scaler", "select_by_cv",
+           "stratified_folds", "train_grid"]
 
 
 if __name__ == "__main__":
