@@ -219,5 +219,33 @@ def _group(members: np.ndarray, z, counts, total, metric) -> ShapeGroup:
     )
 
 
+def describe_shape(shape) -> str:
+    """A few words for a shape (any scale): "rising ramp", "peak late", "dip then peak",
+    "oscillation", ..., from its trend and its most prominent extrema."""
+    z = zscore(np.asarray(shape, dtype=np.float64)[None])[0]
+    S = len(z)
+    if S < 3 or not z.any():
+        return "flat"
+    grid = np.linspace(-1, 1, S)
+    trend = float(np.corrcoef(grid, z)[0, 1])
+    if abs(trend) > 0.9:
+        return "rising ramp" if trend > 0 else "falling ramp"
+    smooth = np.convolve(z, np.ones(max(1, S // 16)) / max(1, S // 16), mode="same")
+    turns = int((np.diff(np.sign(np.diff(smooth))) != 0).sum())
+    if turns >= 5:
+        return "oscillation"
+    where = ("early", "middle", "late")
+    hi, lo = int(np.argmax(z)), int(np.argmin(z))
+    interior = [(i, name) for i, name in ((hi, "peak"), (lo, "dip"))
+                if S // 10 <= i < S - S // 10]
+    if len(interior) == 2:
+        first, second = sorted(interior)
+        return f"{first[1]} then {second[1]}"
+    if interior:
+        i, name = interior[0]
+        return f"{name} {where[min(2, 3 * i // S)]}"
+    return "rising" if trend > 0 else "falling"
+
+
 __all__ = ["DEFAULT_THRESHOLD", "METRICS", "DistinctShapes", "ShapeGroup", "code_counts",
-           "decode_codes", "distinct_codes", "pairwise", "zscore"]
+           "decode_codes", "describe_shape", "distinct_codes", "pairwise", "zscore"]
