@@ -61,7 +61,7 @@ def class_attribution_figure(attributions, shapes, path, channels: int = 1,
             ax.set_yticks([])
             for side in ax.spines.values():
                 side.set_visible(False)
-        axes[r, 0].set_ylabel(f"{a.name}\n({a.samples} samples)", fontsize=8, rotation=0,
+        axes[r, 0].set_ylabel(f"class {a.name}\n({a.samples} samples)", fontsize=8, rotation=0,
                               ha="right", va="center", labelpad=6)
         if not a.top:
             axes[r, 0].text(0.5, 0.5, "no code pushes\ntoward this class", ha="center",
@@ -92,7 +92,8 @@ def class_histograms_figure(attributions, path, max_codes: int = 40, title: str 
     fig, ax = plt.subplots(figsize=(max(5.0, 0.28 * len(order) + 2.2),
                                     0.42 * len(attributions) + 1.6), layout="constrained")
     image = ax.imshow(means[:, order], aspect="auto", cmap="viridis")
-    ax.set_yticks(range(len(attributions)), [a.name for a in attributions], fontsize=8)
+    ax.set_yticks(range(len(attributions)), [f"class {a.name}" for a in attributions],
+                  fontsize=8)
     labels = [f"{f // K}:{f % K}" if channels > 1 else str(f % K) for f in order]
     ax.set_xticks(range(len(order)), labels, fontsize=6.5, rotation=90)
     ax.set_xlabel("channel:code" if channels > 1 else "code (most used first)", fontsize=8)
