@@ -80,3 +80,19 @@ def test_rejects_out_of_range_indices():
         ops.code_histogram(torch.tensor([[0, 4]]), 4)
     with pytest.raises(TypeError, match="integers"):
         ops.code_histogram(torch.zeros(2, 3), 4)
+
+
+@pytest.mark.parametrize("num_code", [16.7, 16.0, True, "16", None])
+def test_num_code_must_be_an_integer(backend, num_code):
+    indices = torch.tensor([[0, 3, 3], [1, 0, 2]])
+    with pytest.raises(TypeError, match="num_code must be an integer"):
+        on_device(ops.code_histogram, indices, num_code, backend=backend)
+
+
+def test_num_code_accepts_numpy_and_tensor_integers(backend):
+    np = pytest.importorskip("numpy")
+    indices = torch.tensor([[0, 3, 3], [1, 0, 2]])
+    expected = ops.code_histogram_ref(indices, 4)
+    for num_code in (4, np.int64(4), torch.tensor(4)):
+        assert torch.equal(on_device(ops.code_histogram, indices, num_code, backend=backend),
+                           expected)

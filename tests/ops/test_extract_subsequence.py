@@ -26,14 +26,15 @@ from .conftest import (
 )
 
 RTOL = {torch.float32: 1e-5, F64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 4e-3}
-# Start and length of the first tokens: at the start (position 0), the whole series (positions
-# 0 and T-1), an end clamped at 1 (t + l > 1), a start before 0, a start at 1, a zero length.
-SPECIAL_TOKENS = [(0.0, 0.5), (0.0, 1.0), (0.7, 0.6), (-0.2, 0.5), (1.0, 0.3), (0.4, 0.0)]
+# Start and length of the first tokens (legal: t in [0, 1], l > 0): at the start (position 0),
+# the whole series (positions 0 and T-1), an end clamped at 1 (t + l > 1), a start at 1 (every
+# position at T-1), the shortest window the model makes (l_min = 1/64), a length above 1.
+SPECIAL_TOKENS = [(0.0, 0.5), (0.0, 1.0), (0.7, 0.6), (1.0, 0.3), (0.4, 1 / 64), (0.2, 1.5)]
 
 
 def tokens(B, N, dtype=torch.float32, gen=None, special=True):
-    t = torch.rand(B, N, generator=gen) * 1.1 - 0.05
-    l = torch.rand(B, N, generator=gen) * 0.8
+    t = torch.rand(B, N, generator=gen)
+    l = torch.rand(B, N, generator=gen) * 0.8 + 1e-3
     for i, (ti, li) in enumerate(SPECIAL_TOKENS[: B * N] if special else []):
         t.view(-1)[i], l.view(-1)[i] = ti, li
     return t.to(dtype), l.to(dtype)
@@ -243,14 +244,13 @@ def test_gradient_conventions(backend):
     gt, gl = grads([0.7], [0.6], 3)  # end clamped
     assert gl.item() == 0.0 and gt.item() != 0.0
     x = torch.randn(1, 9, dtype=F64)
-    t = torch.tensor([[0.0, 1.0, 0.5, -0.5]], dtype=F64)
-    l = torch.tensor([[1.0, 0.5, 0.7, 0.2]], dtype=F64)
+    t = torch.tensor([[0.0, 1.0, 0.5]], dtype=F64)
+    l = torch.tensor([[1.0, 0.5, 0.7]], dtype=F64)
     _, (_, gt, gl), (_, gt_ref, gl_ref) = check(x, t, l, 9, 1, backend)
     torch.testing.assert_close(gt, gt_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gl, gl_ref, rtol=1e-12, atol=1e-12)
     assert gt[0, 1] == 0 and gl[0, 1] == 0  # every position at T-1
     assert gl[0, 2] == 0  # end clamped
-    assert gt[0, 3] == 0 and gl[0, 3] == 0  # every position at or before 0
 
 
 def test_noncontiguous_and_trailing_token_dim(backend):
@@ -279,3 +279,68 @@ def test_rejects_bad_shapes():
         ops.extract_subsequence(torch.randn(2, 30), torch.rand(3, 2), torch.rand(3, 2), 8)
     with pytest.raises(ValueError, match="at least 2"):
         ops.extract_subsequence(torch.randn(2, 1), torch.rand(2, 2), torch.rand(2, 2), 8)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def with_token(v, value, where=(1, 2)):
+    v = v.clone()
+    v[where] = value
+    return v
+
+
+@pytest.mark.parametrize("name", ["t", "l"])
+@pytest.mark.parametrize("value", [NAN, INF], ids=["nan", "inf"])
+def test_non_finite_tokens_are_named(backend, name, value):
+    x = torch.randn(2, 30)
+    t, l = inside_tokens(2, 3)
+    args = {"t": t, "l": l}
+    args[name] = with_token(args[name], value)
+    kind = ops.NonFiniteError if (name == "l" or value != value) else ValueError
+    match = (rf"{name} holds NaN or Inf at tokens \(sample, token\) \[\(1, 2\)\]"
+             if kind is ops.NonFiniteError else r"t .* must lie in \[0, 1\]")
+    with pytest.raises(kind, match=match):
+        on_device(ops.extract_subsequence, x, args["t"], args["l"], 8, backend=backend)
+
+
+def test_non_finite_series_are_named(backend):
+    x = torch.randn(3, 30)
+    x[2, 5] = NAN
+    t, l = inside_tokens(3, 2)
+    with pytest.raises(ops.NonFiniteError, match=r"x holds NaN or Inf in series \[2\]"):
+        on_device(ops.extract_subsequence, x, t, l, 8, backend=backend)
+
+
+@pytest.mark.parametrize("t_value,l_value,match", [
+    (-0.2, 0.5, r"t .* must lie in \[0, 1\]; tokens \(sample, token\) \[\(1, 2\)\] have t in "
+                r"\[-0.2, -0.2\]"),
+    (1.0 + 1e-6, 0.5, r"must lie in \[0, 1\]"),
+    (0.3, 0.0, r"l .* must be > 0; tokens \(sample, token\) \[\(1, 2\)\] have l down to 0"),
+    (0.3, -0.1, r"l .* must be > 0"),
+])
+def test_tokens_outside_the_legal_range_are_named(backend, t_value, l_value, match):
+    x = torch.randn(2, 30)
+    t, l = inside_tokens(2, 3)
+    t, l = with_token(t, t_value), with_token(l, l_value)
+    with pytest.raises(ValueError, match=match):
+        on_device(ops.extract_subsequence, x, t, l, 8, backend=backend)
+
+
+def test_legal_range_ends_agree_with_the_reference(backend):
+    """The edges of the legal range: t = 0, t = 1, t + l > 1, l above 1, the shortest window."""
+    x = torch.randn(1, 9, dtype=F64)
+    t = torch.tensor([[0.0, 1.0, 0.7, 0.0, 0.5]], dtype=F64)
+    l = torch.tensor([[0.3, 0.3, 0.6, 1 + 1 / 64, 1 / 64]], dtype=F64)
+    out = on_device(ops.extract_subsequence, x, t, l, 5, backend=backend)
+    torch.testing.assert_close(out, ops.extract_subsequence_ref(x, t, l, 5), rtol=1e-12,
+                               atol=1e-12)
+    assert torch.equal(out[0, 1], x[0, -1].expand(5))  # t = 1: every sample at the last point
+
+
+@pytest.mark.parametrize("kwargs", [dict(length=8.7), dict(smooth=3.0), dict(length=True)])
+def test_rejects_non_integer_sizes(kwargs):
+    x = torch.randn(2, 30)
+    t, l = inside_tokens(2, 3)
+    with pytest.raises(TypeError, match="must be an integer"):
+        ops.extract_subsequence(x, t, l, **(dict(length=8, smooth=1) | kwargs))

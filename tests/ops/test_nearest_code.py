@@ -58,8 +58,8 @@ def sample_inputs() -> list[Sample]:
 SAMPLES = sample_inputs()
 
 
-def call(z, codebook, backend):
-    return on_device(ops.nearest_code, z, codebook, backend=backend)
+def call(z, codebook, backend, **kwargs):
+    return on_device(ops.nearest_code, z, codebook, backend=backend, **kwargs)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=ids(SAMPLES))
@@ -240,3 +240,57 @@ def test_rejects_mismatched_inputs():
     with pytest.raises(TypeError, match="floating point"):
         ops.nearest_code(torch.ones(3, 4, dtype=torch.int64), torch.randn(7, 4))
 
+
+
+# Values no backend can answer meaningfully: one error, the same on every backend.
+NAN, INF = float("nan"), float("inf")
+
+
+def with_values(v, rows, value):
+    v = v.clone()
+    v[rows] = value
+    return v
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
+def test_non_finite_z_names_the_rows(backend, value):
+    z, codebook = randn(9, 4), randn(6, 4)
+    bad = with_values(z, [2, 7], value)
+    with pytest.raises(ops.NonFiniteError, match=r"z holds NaN or Inf at rows \[2, 7\]"):
+        call(bad, codebook, backend)
+    batched = with_values(z.reshape(3, 3, 4), (1, 2), value)  # one element is enough
+    batched[0, 0, 1] = value
+    with pytest.raises(ops.NonFiniteError, match=r"positions .*\[\(0, 0\), \(1, 2\)\]"):
+        call(batched, codebook, backend)
+
+
+@pytest.mark.parametrize("value", [NAN, INF], ids=["nan", "inf"])
+def test_non_finite_codebook_names_the_codes(backend, value):
+    z, codebook = randn(9, 4), randn(6, 4)
+    bad = codebook.clone()
+    bad[3, 1] = value
+    with pytest.raises(ops.NonFiniteError, match=r"codebook holds NaN or Inf in codes \[3\]"):
+        call(z, bad, backend)
+
+
+def test_overflowing_distances_are_an_error(backend):
+    z, codebook = randn(5, 3) * 1e30, randn(4, 3)  # finite, but |z|^2 overflows float32
+    with pytest.raises(ops.NonFiniteError, match="overflow float32"):
+        call(z, codebook, backend)
+    idx, dist = call(z.double(), codebook, backend)  # float64 holds them
+    assert torch.isfinite(dist).all()
+    assert_nearest(z.double(), codebook, idx, dist, backend)
+
+
+def test_check_finite_false_skips_the_check(backend):
+    z, codebook = randn(9, 4), randn(6, 4)
+    idx, dist = call(with_values(z, [2], NAN), codebook, backend, check_finite=False)
+    assert idx.shape == (9,) and not torch.isfinite(dist[2])
+    assert torch.equal(idx[:2], call(z, codebook, backend)[0][:2])
+
+
+def test_zero_width_vectors_are_a_clear_error(backend):
+    with pytest.raises(ValueError, match="D = 0 components"):
+        call(torch.zeros(5, 0), torch.zeros(4, 0), backend)
+    with pytest.raises(ValueError, match="D = 0 components"):
+        call(torch.zeros(0, 0), torch.zeros(4, 0), backend)

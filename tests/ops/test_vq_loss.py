@@ -333,3 +333,36 @@ def test_rejects_bad_arguments():
         ops.vq_loss(z, codebook, temperature=0.0)
     with pytest.raises(ValueError, match="empty"):
         ops.vq_loss(torch.randn(0, 3), codebook)
+    for name in ("commit_weight", "entropy_weight", "entropy_gamma"):
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            ops.vq_loss(z, codebook, **{name: float("nan")})
+    with pytest.raises(TypeError, match="commit_weight must be a number"):
+        ops.vq_loss(z, codebook, commit_weight="0.25")
+    with pytest.raises(ValueError, match="D = 0 components"):
+        ops.vq_loss(torch.zeros(4, 0), torch.zeros(5, 0))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.7])
+def test_non_finite_inputs_name_the_rows_and_codes(backend, value, entropy_weight):
+    z, codebook = randn(2, 5, 4), randn(6, 4)
+    kw = KW | dict(entropy_weight=entropy_weight)
+    bad_z = z.clone()
+    bad_z[1, 3, 0] = value
+    with pytest.raises(ops.NonFiniteError, match=r"z holds NaN or Inf at positions .*\[\(1, 3\)\]"):
+        on_device(ops.vq_loss, bad_z, codebook, backend=backend, **kw)
+    bad_codes = codebook.clone()
+    bad_codes[[0, 4], 2] = value
+    with pytest.raises(ops.NonFiniteError, match=r"codebook holds NaN or Inf in codes \[0, 4\]"):
+        on_device(ops.vq_loss, z, bad_codes, backend=backend, **kw)
+
+
+def test_overflowing_loss_is_an_error(backend):
+    z, codebook = randn(6, 3) * 1e30, randn(4, 3)
+    with pytest.raises(ops.NonFiniteError, match="overflow float32"):
+        on_device(ops.vq_loss, z, codebook, backend=backend, **KW)
+    loss = on_device(ops.vq_loss, z.double(), codebook, backend=backend, **KW)
+    assert torch.isfinite(loss)
+    z[0, 0] = float("nan")
+    assert not torch.isfinite(
+        on_device(ops.vq_loss, z.double(), codebook, backend=backend, check_finite=False, **KW))

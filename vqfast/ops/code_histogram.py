@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from vqfast.ops import _backend
+from vqfast.ops._common import as_int
 
 # ---------------------------------------------------------------------------------------------
 # Reference
@@ -49,12 +50,14 @@ def _(indices, num_code, backend):
 def code_histogram(
     indices: torch.Tensor, num_code: int, *, backend: str | None = "auto"
 ) -> torch.Tensor:
-    """``indices (B, N)`` -> ``(B, num_code)`` int64 counts of each code per row (deterministic)."""
+    """``indices (B, N)`` -> ``(B, num_code)`` int64 counts of each code per row (deterministic).
+
+    ``num_code``: an integer (a float such as 16.7 is refused, not truncated)."""
     if not isinstance(indices, torch.Tensor) or indices.dim() != 2:
         raise ValueError(f"code_histogram: indices must be a (B, N) tensor, got {indices!r:.80}")
     if indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise TypeError(f"code_histogram: indices must be integers, got {indices.dtype}")
-    num_code = int(num_code)
+    num_code = as_int(num_code, "num_code", "code_histogram")
     if num_code < 1:
         raise ValueError(f"code_histogram: num_code must be >= 1, got {num_code}")
     if (not torch.compiler.is_compiling() and indices.numel()

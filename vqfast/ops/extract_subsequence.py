@@ -3,7 +3,8 @@
 For token ``(b, n)`` the series ``x[b]`` is sampled by linear interpolation at ``length`` points
 evenly spaced from ``t*(T-1)`` to ``min(t+l, 1)*(T-1)`` (positions clamped to ``[0, T-1]``), then
 smoothed by a moving average of odd width ``smooth`` whose ends are padded with copies of the end
-values (width 1: no smoothing).
+values (width 1: no smoothing). The entry point accepts ``t`` in ``[0, 1]`` and ``l > 0`` (what
+the model's sigmoid heads produce) and finite ``x``; anything else is an error naming the tokens.
 
 Implementations: ``extract_subsequence_ref`` (the authors' ``grid_sample`` + ``conv1d`` path; the
 specification and test oracle), C++ (``csrc/extract_subsequence.cpp``, bit-identical to the
@@ -16,7 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from vqfast.ops import _backend
-from vqfast.ops._common import accumulate_dtype
+from vqfast.ops._common import (
+    NonFiniteError,
+    accumulate_dtype,
+    as_int,
+    checks_skipped,
+    positions,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Reference
@@ -144,6 +151,12 @@ def extract_subsequence(
 
     ``x``: ``(B, T)`` series in their original scale; ``t``, ``l``: ``(B, N)`` or ``(B, N, 1)``.
     Returns ``(B, N, length)``. Differentiable in ``x``, ``t`` and ``l``.
+
+    Legal values (what VQShape's heads produce: ``t`` in ``[0, 1 - l_min]``, ``l`` in
+    ``[l_min, 1 - t + l_min]``): ``x`` finite, ``t`` in ``[0, 1]``, ``l > 0`` finite; a window
+    reaching past the end (``t + l > 1``) ends at the last point. Anything else raises
+    ``vqfast.ops.NonFiniteError`` (NaN, Inf) or ``ValueError`` naming the tokens (skipped inside
+    ``torch.compile``).
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ValueError(f"extract_subsequence: x must be a (B, T) tensor, got {_shape(x)}")
@@ -153,7 +166,8 @@ def extract_subsequence(
         raise ValueError(f"extract_subsequence: t {tuple(t.shape)} and l {tuple(l.shape)} differ")
     if x.shape[1] < 2:
         raise ValueError(f"extract_subsequence: series need at least 2 points, got {x.shape[1]}")
-    length, smooth = int(length), int(smooth)
+    length = as_int(length, "length", "extract_subsequence")
+    smooth = as_int(smooth, "smooth", "extract_subsequence")
     if length < 1:
         raise ValueError(f"extract_subsequence: length must be >= 1, got {length}")
     if smooth < 1 or smooth % 2 == 0:
@@ -164,6 +178,7 @@ def extract_subsequence(
     dtype = torch.promote_types(torch.promote_types(x.dtype, t.dtype), l.dtype)
     if not dtype.is_floating_point:
         raise TypeError(f"extract_subsequence: floating-point inputs required, got {dtype}")
+    _check_values(x, t, l)
     x, t, l = x.to(dtype), t.to(dtype), l.to(dtype)
     impl = _backend.resolve("extract_subsequence", backend, x.device)
     if impl == "reference":
@@ -186,3 +201,32 @@ def _as_token_attr(v: torch.Tensor, name: str, x: torch.Tensor) -> torch.Tensor:
             f"got {tuple(v.shape)}"
         )
     return v
+
+
+def _check_values(x: torch.Tensor, t: torch.Tensor, l: torch.Tensor) -> None:
+    """``x`` finite, ``t`` in [0, 1], ``l`` > 0 and finite (one device synchronization)."""
+    if checks_skipped():
+        return
+    legal = (t >= 0) & (t <= 1) & (l > 0) & torch.isfinite(l)  # False for NaN
+    if bool(torch.isfinite(x).all() & legal.all()):
+        return
+    op = "extract_subsequence"
+    bad_x = ~torch.isfinite(x).all(dim=1)
+    if bad_x.any():
+        raise NonFiniteError(f"{op}: x holds NaN or Inf in series {positions(bad_x)}; remove or "
+                             "fill them first")
+    for name, bad in (("t", torch.isnan(t)), ("l", ~torch.isfinite(l))):
+        if bad.any():
+            raise NonFiniteError(f"{op}: {name} holds NaN or Inf at tokens (sample, token) "
+                                 f"{positions(bad)}; every backend would sample another window")
+    outside = (t < 0) | (t > 1)
+    if outside.any():
+        raise ValueError(
+            f"{op}: t (the window's start, relative to the series) must lie in [0, 1]; tokens "
+            f"(sample, token) {positions(outside)} have t in [{float(t[outside].min()):.4g}, "
+            f"{float(t[outside].max()):.4g}]"
+        )
+    raise ValueError(
+        f"{op}: l (the window's length, relative to the series) must be > 0; tokens (sample, "
+        f"token) {positions(l <= 0)} have l down to {float(l.min()):.4g}"
+    )

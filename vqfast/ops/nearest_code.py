@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from vqfast.ops import _backend
-from vqfast.ops._common import accumulate_dtype, check_codebook
+from vqfast.ops._common import accumulate_dtype, check_codebook, check_codebook_values
 
 # ---------------------------------------------------------------------------------------------
 # Reference, and the exact oracle of tests and benchmarks
@@ -103,12 +103,18 @@ _nearest_code_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def nearest_code(
-    z: torch.Tensor, codebook: torch.Tensor, *, backend: str | None = "auto"
+    z: torch.Tensor, codebook: torch.Tensor, *, backend: str | None = "auto",
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``z (..., D)``, ``codebook (K, D)`` -> ``(indices (...) int64, squared distances (...))``.
 
     Distances are float32 (float64 when either input is float64) and differentiable in ``z`` and
     ``codebook``; indices follow ``torch.argmin`` (lowest index on ties).
+
+    NaN or Inf in ``z`` or the codebook, or distances that overflow, raise
+    ``vqfast.ops.NonFiniteError`` naming the rows or codes (every backend would give another
+    meaningless index). The check costs one device synchronization; ``check_finite=False`` skips
+    it (then such inputs give unspecified indices); it is skipped inside ``torch.compile``.
     """
     check_codebook(z, codebook, "nearest_code")
     lead = z.shape[:-1]
@@ -119,4 +125,6 @@ def nearest_code(
         idx, dist = nearest_code_ref(flat.to(dtype), codebook.to(dtype))
     else:
         idx, dist = _nearest_code_op(flat.contiguous(), codebook.contiguous(), impl)
+    if check_finite:
+        check_codebook_values(z, codebook, "nearest_code", dist)
     return idx.reshape(lead), dist.reshape(lead)

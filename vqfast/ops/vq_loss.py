@@ -16,11 +16,13 @@ both streaming over codes and storing O(tokens + codes) for the backward pass.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from vqfast.ops import _backend
-from vqfast.ops._common import accumulate_dtype, check_codebook
+from vqfast.ops._common import accumulate_dtype, check_codebook, check_codebook_values
 from vqfast.ops.nearest_code import squared_distances_ref
 
 ENTROPY_EPS = 1e-5
@@ -170,23 +172,52 @@ def vq_loss(
     entropy_gamma: float = 1.0,
     temperature: float = 0.01,
     backend: str | None = "auto",
+    check_finite: bool = True,
 ) -> torch.Tensor:
     """The VQ loss (0-dim, float32 or float64), differentiable in ``z (..., D)`` and ``codebook``.
 
     ``commit_weight`` is the authors' ``lambda_commit`` (on the codebook side), ``entropy_weight``
-    their ``lambda_entropy`` and ``entropy_gamma`` their ``entropy_gamma``.
+    their ``lambda_entropy`` and ``entropy_gamma`` their ``entropy_gamma``. NaN or Inf in ``z`` or
+    the codebook, or a loss that overflows, raise ``vqfast.ops.NonFiniteError`` naming where
+    (``check_finite=False`` skips that check and its device synchronization; it is skipped inside
+    ``torch.compile``).
     """
     check_codebook(z, codebook, "vq_loss")
     if z.numel() == 0:
         raise ValueError("vq_loss: z holds no vectors (empty batch)")
+    args = _scalars(commit_weight, entropy_weight, entropy_gamma, temperature)
+    impl = _backend.resolve("vq_loss", backend, z.device)
+    flat = z.reshape(-1, z.shape[-1])
+    if impl == "reference":
+        dtype = accumulate_dtype(z, codebook)
+        loss = vq_loss_ref(flat.to(dtype), codebook.to(dtype), *args)
+    else:
+        try:
+            loss = _vq_loss_op(flat.contiguous(), codebook.contiguous(), *args, impl)[0]
+        except RuntimeError as e:
+            # The C++ forward sums in float64 and refuses to store a float32 overflow.
+            if "without overflow" not in str(e) or not check_finite:
+                raise
+            loss = torch.tensor(float("inf"))
+    if check_finite:
+        check_codebook_values(z, codebook, "vq_loss", loss)
+    return loss
+
+
+def _scalars(commit_weight, entropy_weight, entropy_gamma, temperature):
+    values = {"commit_weight": commit_weight, "entropy_weight": entropy_weight,
+              "entropy_gamma": entropy_gamma, "temperature": temperature}
+    for name, v in values.items():
+        try:
+            if isinstance(v, (str, bytes)):
+                raise TypeError
+            number = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"vq_loss: {name} must be a number, got {v!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"vq_loss: {name} must be finite, got {v}")
     if not temperature > 0:
         raise ValueError(f"vq_loss: temperature must be > 0, got {temperature}")
     if entropy_weight < 0:
         raise ValueError(f"vq_loss: entropy_weight must be >= 0, got {entropy_weight}")
-    impl = _backend.resolve("vq_loss", backend, z.device)
-    flat = z.reshape(-1, z.shape[-1])
-    args = (float(commit_weight), float(entropy_weight), float(entropy_gamma), float(temperature))
-    if impl == "reference":
-        dtype = accumulate_dtype(z, codebook)
-        return vq_loss_ref(flat.to(dtype), codebook.to(dtype), *args)
-    return _vq_loss_op(flat.contiguous(), codebook.contiguous(), *args, impl)[0]
+    return tuple(float(v) for v in values.values())
