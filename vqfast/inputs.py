@@ -6,6 +6,7 @@ input; ``check_series`` is what every public entry point calls on what it is giv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,17 +77,63 @@ def check_series(
             f"{x.shape[1]}. vqfast.prepare_series(x, length={length}) resamples them."
         )
     check_finite(x, where)
+    check_scale(x, where, dtype or x.dtype)
     if dtype is not None or device is not None:
         x = x.to(dtype=dtype or x.dtype, device=device or x.device)
     return x
 
 
-def _to_float_tensor(s, where: str) -> torch.Tensor:
+def normalization_limit(length: int, dtype: torch.dtype) -> float:
+    """The largest ``|x|`` whose per-series normalization stays finite in ``dtype`` on every
+    device: the variance sums ``length`` squares of deviations (accumulated in ``dtype`` on a
+    GPU), so ``length * max|x|**2`` must fit ``dtype``."""
+    return math.sqrt(torch.finfo(dtype).max / length)
+
+
+def check_scale(x: torch.Tensor, where: str, dtype: torch.dtype) -> None:
+    """Raise naming the series of the finite ``(B, T)`` batch ``x`` whose normalization would
+    overflow ``dtype`` (the model's); skipped inside torch.compile."""
+    if not dtype.is_floating_point or torch.compiler.is_compiling():
+        return
+    limit = normalization_limit(x.shape[1], dtype)
+    peak = x.abs().amax(dim=1).double()
+    too_large = peak > limit
+    if bool(too_large.any()):
+        rows = too_large.nonzero().flatten()
+        name = str(dtype).removeprefix("torch.")
+        worst = float(peak.max())
+        factor = 10 ** math.ceil(math.log10(worst / limit))
+        raise SeriesError(
+            f"{where}: series {describe_indices(rows)} have values too large for {name} "
+            f"normalization (max |x| = {worst:.3g}; with {x.shape[1]} points the variance "
+            f"overflows {name} above {limit:.3g}); rescale them (e.g. divide by {factor:.0e})"
+            + ("" if dtype == torch.float64 else " or use a float64 model (model.double())")
+        )
+
+
+def _to_float_tensor(s, where: str, samples: bool = False) -> torch.Tensor:
+    """``s`` as float32; values finite in ``s`` but beyond float32's range are an error naming
+    the samples (rows, when ``samples``)."""
     s = as_tensor(s, where)
     if not (s.is_floating_point() or s.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
                                                  torch.uint8)):
         raise TypeError(f"{where}: series must be numeric, got {s.dtype}")
-    return s.to(torch.float32)
+    out = s.to(torch.float32)
+    if s.is_floating_point() and s.dtype != torch.float32 and s.numel():
+        overflow = torch.isfinite(s) & ~torch.isfinite(out)
+        if bool(overflow.any()):
+            which = " holds"
+            if samples:
+                rows = overflow.reshape(s.shape[0], -1).any(dim=1).nonzero().flatten()
+                which = f": samples {describe_indices(rows)} hold"
+            worst = float(s.abs()[overflow].max())
+            factor = 10 ** math.ceil(math.log10(worst / torch.finfo(torch.float32).max))
+            raise SeriesError(
+                f"{where}{which} values too large for float32 (max |x| = {worst:.3g}; float32 "
+                f"holds up to {torch.finfo(torch.float32).max:.3g}); rescale them (e.g. divide by "
+                f"{factor:.0e})"
+            )
+    return out
 
 
 def prepare_series(
@@ -110,7 +157,7 @@ def prepare_series(
     if int(length) < 2:
         raise ValueError(f"{where}: length must be >= 2, got {length}")
     if isinstance(data, (torch.Tensor, np.ndarray)):
-        x = _to_float_tensor(data, where)
+        x = _to_float_tensor(data, where, samples=True)
         if x.dim() == 2:
             x = x[:, None, :]
         if x.dim() != 3:

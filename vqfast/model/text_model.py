@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vqfast.inputs import describe_indices
 from vqfast.model.checkpoint import load_vqshape_weights
 from vqfast.model.config import DEFAULTS
 from vqfast.model.functional import instance_stats
@@ -35,6 +36,45 @@ from vqfast.model.vqshape import VQShape
 
 FUSIONS = ("z", "z_mu_sigma")
 TEXT_KEYS = ("tokens", "sentence")
+
+
+def check_embeddings(emb, batch: int, dim: int, where: str) -> None:
+    """``TextEmbeddings`` checked like series: one row per series, width ``dim``, a bool padding
+    mask that leaves every row a token, and finite values (skipped inside torch.compile)."""
+    tokens, mask, sentence = emb
+    for name, v in (("tokens", tokens), ("sentence", sentence)):
+        if not (isinstance(v, torch.Tensor) and v.is_floating_point()):
+            raise TypeError(f"{where}: the {name} embeddings must be a floating-point tensor, got "
+                            f"{getattr(v, 'dtype', type(v).__name__)}")
+    if tokens.dim() != 3 or sentence.dim() != 2:
+        raise ValueError(f"{where}: expected token embeddings (B, L, d) and sentence embeddings "
+                         f"(B, d), got {tuple(tokens.shape)} and {tuple(sentence.shape)}")
+    if tokens.shape[0] != batch or sentence.shape[0] != batch:
+        raise ValueError(f"{where} holds {tokens.shape[0]} rows for {batch} series; give one text "
+                         "per row of x")
+    if tokens.shape[-1] != dim or sentence.shape[-1] != dim:
+        raise ValueError(f"{where} embeddings have width {tokens.shape[-1]}, the model expects "
+                         f"text_dim={dim}")
+    if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
+            and mask.shape == tokens.shape[:2]):
+        raise ValueError(f"{where}: the padding mask must be a bool tensor of shape "
+                         f"{tuple(tokens.shape[:2])} (True = padding), got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{tuple(getattr(mask, 'shape', ()))}")
+    if torch.compiler.is_compiling():
+        return
+    empty = mask.all(dim=1)
+    if bool(empty.any()):
+        raise ValueError(f"{where}: rows {describe_indices(empty.nonzero().flatten())} have no "
+                         "token (all padding)")
+    # Padding too: attention weighs it by 0, and 0 * NaN is NaN.
+    bad_rows = (~torch.isfinite(tokens).flatten(1).all(dim=1)
+                | ~torch.isfinite(sentence).all(dim=-1))
+    if bool(bad_rows.any()):
+        raise ValueError(f"{where}: the text embeddings of rows "
+                         f"{describe_indices(bad_rows.nonzero().flatten())} hold NaN or Inf "
+                         "(padding positions included); re-encode those texts, and pad with "
+                         "zeros")
 
 
 class VQShapeText(VQShape):
@@ -112,6 +152,9 @@ class VQShapeText(VQShape):
                                  "text per row of x (repeat a sample's text for each channel)")
             emb = self.text_encoder().encode(list(text))
         elif isinstance(text, torch.Tensor):
+            if not text.is_floating_point():
+                raise TypeError(f"{where} embeddings must be a floating-point tensor, got "
+                                f"{text.dtype}")
             if text.dim() == 2:
                 emb = TextEmbeddings(text[:, None, :], torch.zeros(text.shape[0], 1,
                                      dtype=torch.bool, device=text.device), text)
@@ -124,13 +167,7 @@ class VQShapeText(VQShape):
         else:
             raise TypeError(f"{where} must be a list of strings, TextEmbeddings or a tensor, got "
                             f"{type(text).__name__}")
-        if emb.tokens.shape[0] != batch:
-            raise ValueError(f"{where} holds {emb.tokens.shape[0]} rows for {batch} series")
-        if emb.tokens.shape[-1] != self.text_project.in_features:
-            raise ValueError(f"{where} embeddings have width {emb.tokens.shape[-1]}, the model "
-                             f"expects text_dim={self.text_project.in_features}")
-        if bool(emb.mask.all(dim=1).any()):
-            raise ValueError(f"{where}: some rows have no token (all padding)")
+        check_embeddings(emb, batch, self.text_project.in_features, where)
         return emb.to(self.device)
 
     def fuse(self, h: torch.Tensor, emb) -> torch.Tensor:
