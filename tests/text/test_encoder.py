@@ -213,3 +213,29 @@ def test_import_is_light():
     import subprocess
 
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_encoder_model_warns_when_a_text_is_longer_than_the_model_reads(encoder, tmp_path):
+    long_text = " ".join(["word"] * 10_000)
+    texts = [long_text, "a person running"]
+    limit = encoder.model.max_seq_length  # 256 for all-MiniLM-L6-v2
+    fresh = TextEncoder(cache_dir=tmp_path)
+    fresh._model = encoder.model
+    with pytest.warns(UserWarning, match=rf"1 of 2 texts are longer than the model .* reads "
+                                         rf"\({limit} tokens; the longest has 10002\)") as record:
+        emb = fresh.encode(texts)
+    assert "sentence embeddings ignore the rest" in str(record[0].message)
+    assert emb.lengths.tolist() == [limit, len(encoder.model.tokenizer(texts[1])["input_ids"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fresh.encode(texts)  # once per encoder
+        fresh.encode(["a person running"])  # and never for a text that fits
+    # served by the memory cache, then by the disk cache: another encoder still warns
+    for clear in (False, True):
+        if clear:
+            clear_text_cache()
+        other = TextEncoder(cache_dir=tmp_path)
+        other._model = encoder.model
+        with pytest.warns(UserWarning, match="longer than the model"):
+            other.encode([long_text])
+        assert other.stats["encoded"] == 0

