@@ -151,3 +151,16 @@ def test_reconstructions_show_every_channel(tmp_path, monkeypatch):
     assert all(ax.get_ylabel() == "value" for ax in shown[::3])
     assert all(ax.get_xlabel() for ax in shown[3:])
     assert drawn["fig"].legends, "the figure has a legend"
+
+
+def test_report_explains_the_classes_when_probed(with_test):
+    out, _ = with_test
+    report = json.loads((out / "report.json").read_text())
+    explained = report["explain"]
+    assert set(explained["faithfulness"]) >= {"attributed_aopc", "random_aopc", "ratio"}
+    assert explained["distinct_shapes"] >= 1 and set(explained["top_codes"]) == {"a", "b", "c"}
+    assert len(explained["samples"]) == 3  # one explained series per class
+    for key in ("explain_classes", "explain_faithfulness"):
+        assert (out / report["images"][key]).is_file()
+    md = (out / "report.md").read_text()
+    assert "### Explanations" in md and "AOPC" in md

@@ -24,7 +24,7 @@ from vqfast.evaluation.tokens import (
     degenerate_warnings,
     token_metrics_on,
 )
-from vqfast.explain import distinct_codes
+from vqfast.explain import distinct_codes, report_section
 from vqfast.explain.figures import shape_gallery
 from vqfast.fileio import atomic_write
 from vqfast.model import VQShape
@@ -163,6 +163,11 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
     if texts is not None:
         evaluation["probe_with_text"] = probe_model(model, data, settings, progress=progress,
                                                     texts=texts)
+    if draw:
+        explained = report_section(model, data, output_dir, probe=settings)
+        evaluation["images"].update(
+            {f"explain_{k}": v for k, v in explained.pop("images").items()})
+        evaluation["explain"] = explained
     return evaluation
 
 
@@ -318,12 +323,38 @@ def _section(name: str, ev: dict, sizes: dict | None) -> list[str]:
             f"{_fmt(with_text['histogram'])}.",
             "",
         ]
+    lines += _explain_lines(ev.get("explain"), ev.get("images", {}))
     for key, title in (("loss_curves", "Training curves"), ("code_usage", "Code usage"),
                        ("token_attributes", "Token scale and length"),
                        ("codebook_shapes", "The codebook as shapes"),
                        ("reconstructions", "Series, reconstructions and shape tokens")):
         if key in ev.get("images", {}):
             lines += [f"### {title}", "", f"![{title}]({ev['images'][key]})", ""]
+    return lines
+
+
+def _explain_lines(ex: dict | None, images: dict) -> list[str]:
+    """The explanations (``vqfast.explain.report_section``): what the codes mean for each class,
+    one explained series per class, and how faithful the attribution is."""
+    if not ex:
+        return []
+    f = ex["faithfulness"]
+    ratio = "n/a (random deletion did not lower the probability)" if f["ratio"] is None \
+        else f"{f['ratio']:.2f}"
+    lines = [
+        "### Explanations (`python -m vqfast.explain` gives more)", "",
+        f"{ex['summary']}. Deletion test on the histogram probe: removing the tokens with the "
+        f"highest attributed contribution lowers the predicted-class probability by AOPC "
+        f"{f['attributed_aopc']:.3f}, removing them in random order by {f['random_aopc']:.3f} "
+        f"(ratio {ratio}; {f['steps']} tokens removed per series, {f['samples']} series). A "
+        "ratio near 1 means the attribution is no better than chance.", "",
+    ]
+    for s in ex["samples"]:
+        lines += [f"- {s['text']}"]
+    lines.append("")
+    for key, name in sorted(images.items()):
+        if key.startswith("explain_") and key != "explain_shapes":  # the gallery is shown below
+            lines += [f"![{key[len('explain_'):]}]({name})", ""]
     return lines
 
 
