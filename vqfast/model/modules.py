@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vqfast import ops
+from vqfast.model import fast as fast_layers
 
 
 class MLP(nn.Module):
@@ -43,6 +44,8 @@ class PositionalEmbedding(nn.Module):
 
 
 class PatchEncoder(nn.Module):
+    fast = False  # the transformer through vqfast.model.fast (when no patch is padded)
+
     def __init__(self, dim_embedding, patch_size, num_patch, num_head, num_layer):
         super().__init__()
         self.patch_size = patch_size
@@ -62,6 +65,8 @@ class PatchEncoder(nn.Module):
         patches = self.pos_embed(self.input_project(self.windows(x)))
         if select is not None:
             patches = select(patches)
+        if self.fast and padding is None:
+            return fast_layers.encoder(patches, self.transformer)
         return self.transformer(patches, src_key_padding_mask=padding)
 
 
@@ -92,6 +97,8 @@ class Codebook(nn.Module):
 
 
 class PatchDecoder(nn.Module):
+    fast = False  # the transformer through vqfast.model.fast
+
     def __init__(self, dim_embedding, patch_size, num_head, num_layer):
         super().__init__()
         self.transformer = transformer_encoder(dim_embedding, num_head, num_layer)
@@ -101,10 +108,13 @@ class PatchDecoder(nn.Module):
     def forward(self, h):
         """Token embeddings ``(B, N, E)`` -> normalized reconstruction ``(B, N * patch_size)``."""
         h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1), h], dim=1)
-        return self.out_layer(self.transformer(h)[:, 1:, :]).flatten(1)
+        h = fast_layers.encoder(h, self.transformer) if self.fast else self.transformer(h)
+        return self.out_layer(h[:, 1:, :]).flatten(1)
 
 
 class Tokenizer(nn.Module):
+    fast = False  # the transformer through vqfast.model.fast (when no patch is padded)
+
     def __init__(self, dim_embedding, num_token, num_head, num_layer):
         super().__init__()
         self.tokens = nn.Parameter(torch.randn(1, num_token, dim_embedding) / dim_embedding)
@@ -116,6 +126,8 @@ class Tokenizer(nn.Module):
 
     def forward(self, memory, memory_mask=None):
         queries = self.tokens.repeat(memory.shape[0], 1, 1)
+        if self.fast and memory_mask is None:
+            return fast_layers.decoder(queries, memory, self.transformer)
         return self.transformer(queries, memory, memory_key_padding_mask=memory_mask)
 
 
@@ -195,6 +207,8 @@ class ToChannels(nn.Module):
 class ShapeDecoder(nn.Module):
     """A code ``(B, N, D)`` -> its standardized shape ``(B, N, len_s)``."""
 
+    fast = False  # channels-last matrix products (vqfast.model.fast)
+
     def __init__(self, dim_code, len_s, out_kernel_size=1):
         super().__init__()
         self.layers = nn.Sequential(
@@ -211,6 +225,8 @@ class ShapeDecoder(nn.Module):
         )
 
     def forward(self, z):
+        if self.fast:
+            return fast_layers.shape_decoder_cl(self, z)
         s = self.layers(z).reshape(z.shape[0], z.shape[1], -1)
         mean = s.mean(dim=-1, keepdim=True)
         std = s.std(dim=-1, keepdim=True)

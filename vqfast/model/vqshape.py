@@ -61,7 +61,10 @@ class VQShape(nn.Module):
       (``(x_pred, losses)`` when ``finetune``).
 
     ``return_latents=True`` adds the pre-quantization latent ``z_e`` to ``outputs``. ``backend``
-    selects the implementation of the compiled ops (see ``vqfast.ops``).
+    selects the implementation of the compiled ops (see ``vqfast.ops``). ``model.fast = True``
+    runs the transformer layers and the shape decoder through ``vqfast.model.fast`` (same
+    parameters, same dropout draws, equal up to float rounding; off by default, which is
+    bit-exact with the authors).
     """
 
     def __init__(self, *args, backend: str | None = None, **kwargs):
@@ -84,6 +87,7 @@ class VQShape(nn.Module):
             self.shape_decoder = ShapeDecoder(c.dim_code, c.len_s,
                                               out_kernel_size=c.s_smooth_factor)
         self.backend = backend
+        self.fast = False
         # Weights of the four losses in the pre-training objective (the authors keep them in their
         # training script; checkpoints carry them).
         self.loss_weights = dict(LOSS_WEIGHTS)
@@ -100,6 +104,18 @@ class VQShape(nn.Module):
             raise ValueError(f"backend={value!r} is not one of {ops.BACKENDS}")
         self._backend = value
         self.codebook.backend = value
+
+    @property
+    def fast(self) -> bool:
+        return self._fast
+
+    @fast.setter
+    def fast(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"fast must be True or False, got {value!r}")
+        self._fast = value
+        for part in (self.encoder, self.tokenizer, self.decoder, self.shape_decoder):
+            part.fast = value
 
     @property
     def len_input(self) -> int:
