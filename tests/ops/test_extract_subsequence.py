@@ -297,9 +297,9 @@ def test_non_finite_tokens_are_named(backend, name, value):
     t, l = inside_tokens(2, 3)
     args = {"t": t, "l": l}
     args[name] = with_token(args[name], value)
-    kind = ops.NonFiniteError if (name == "l" or value != value) else ValueError
+    kind = ops.NonFiniteInputError if (name == "l" or value != value) else ValueError
     match = (rf"{name} holds NaN or Inf at tokens \(sample, token\) \[\(1, 2\)\]"
-             if kind is ops.NonFiniteError else r"t .* must lie in \[0, 1\]")
+             if kind is ops.NonFiniteInputError else r"t .* must lie in \[0, 1\]")
     with pytest.raises(kind, match=match):
         on_device(ops.extract_subsequence, x, args["t"], args["l"], 8, backend=backend)
 
@@ -308,7 +308,7 @@ def test_non_finite_series_are_named(backend):
     x = torch.randn(3, 30)
     x[2, 5] = NAN
     t, l = inside_tokens(3, 2)
-    with pytest.raises(ops.NonFiniteError, match=r"x holds NaN or Inf in series \[2\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"x holds NaN or Inf in series \[2\]"):
         on_device(ops.extract_subsequence, x, t, l, 8, backend=backend)
 
 

@@ -256,11 +256,11 @@ def with_values(v, rows, value):
 def test_non_finite_z_names_the_rows(backend, value):
     z, codebook = randn(9, 4), randn(6, 4)
     bad = with_values(z, [2, 7], value)
-    with pytest.raises(ops.NonFiniteError, match=r"z holds NaN or Inf at rows \[2, 7\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"z holds NaN or Inf at rows \[2, 7\]"):
         call(bad, codebook, backend)
     batched = with_values(z.reshape(3, 3, 4), (1, 2), value)  # one element is enough
     batched[0, 0, 1] = value
-    with pytest.raises(ops.NonFiniteError, match=r"positions .*\[\(0, 0\), \(1, 2\)\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"positions .*\[\(0, 0\), \(1, 2\)\]"):
         call(batched, codebook, backend)
 
 
@@ -269,13 +269,13 @@ def test_non_finite_codebook_names_the_codes(backend, value):
     z, codebook = randn(9, 4), randn(6, 4)
     bad = codebook.clone()
     bad[3, 1] = value
-    with pytest.raises(ops.NonFiniteError, match=r"codebook holds NaN or Inf in codes \[3\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"codebook holds NaN or Inf in codes \[3\]"):
         call(z, bad, backend)
 
 
 def test_overflowing_distances_are_an_error(backend):
     z, codebook = randn(5, 3) * 1e30, randn(4, 3)  # finite, but |z|^2 overflows float32
-    with pytest.raises(ops.NonFiniteError, match="overflow float32"):
+    with pytest.raises(ops.NonFiniteInputError, match="overflow float32"):
         call(z, codebook, backend)
     idx, dist = call(z.double(), codebook, backend)  # float64 holds them
     assert torch.isfinite(dist).all()

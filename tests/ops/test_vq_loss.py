@@ -349,17 +349,17 @@ def test_non_finite_inputs_name_the_rows_and_codes(backend, value, entropy_weigh
     kw = KW | dict(entropy_weight=entropy_weight)
     bad_z = z.clone()
     bad_z[1, 3, 0] = value
-    with pytest.raises(ops.NonFiniteError, match=r"z holds NaN or Inf at positions .*\[\(1, 3\)\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"z holds NaN or Inf at .*\[\(1, 3\)\]"):
         on_device(ops.vq_loss, bad_z, codebook, backend=backend, **kw)
     bad_codes = codebook.clone()
     bad_codes[[0, 4], 2] = value
-    with pytest.raises(ops.NonFiniteError, match=r"codebook holds NaN or Inf in codes \[0, 4\]"):
+    with pytest.raises(ops.NonFiniteInputError, match=r"codebook holds NaN or Inf in codes \[0, 4"):
         on_device(ops.vq_loss, z, bad_codes, backend=backend, **kw)
 
 
 def test_overflowing_loss_is_an_error(backend):
     z, codebook = randn(6, 3) * 1e30, randn(4, 3)
-    with pytest.raises(ops.NonFiniteError, match="overflow float32"):
+    with pytest.raises(ops.NonFiniteInputError, match="overflow float32"):
         on_device(ops.vq_loss, z, codebook, backend=backend, **KW)
     loss = on_device(ops.vq_loss, z.double(), codebook, backend=backend, **KW)
     assert torch.isfinite(loss)

@@ -7,8 +7,9 @@ import operator
 import torch
 
 
-class NonFiniteError(ValueError):
-    """An op was given NaN or Inf (or its result overflowed): the message names where.
+class NonFiniteInputError(ValueError):
+    """An op was given NaN or Inf (or values so large that its result overflowed): the message
+    names where.
 
     Every backend would otherwise return a different, meaningless answer (an index 0, a NaN
     code), so the public entry points refuse instead."""
@@ -79,7 +80,7 @@ def check_codebook(z: torch.Tensor, codebook: torch.Tensor, op: str) -> None:
 
 def check_codebook_values(z: torch.Tensor, codebook: torch.Tensor, op: str,
                           result: torch.Tensor | None = None) -> None:
-    """Raise :class:`NonFiniteError` naming the vectors of ``z`` and the codes that hold NaN or
+    """Raise :class:`NonFiniteInputError` naming the vectors of ``z`` and the codes that hold NaN or
     Inf, or, when both are finite but ``result`` (distances, a loss) is not, saying that the
     squared distances overflow. One device synchronization when all is well."""
     if checks_skipped() or all_finite(z, codebook, *(() if result is None else (result,))):
@@ -87,21 +88,21 @@ def check_codebook_values(z: torch.Tensor, codebook: torch.Tensor, op: str,
     bad_z = (~torch.isfinite(z).all(dim=-1)).reshape(z.shape[:-1] or (1,))
     if bad_z.any():
         where = "positions (leading indices)" if z.dim() > 2 else "rows"
-        raise NonFiniteError(
-            f"{op}: z holds NaN or Inf at {where} {positions(bad_z)} (of {int(bad_z.sum())} bad "
-            f"vectors in {tuple(z.shape)}); its nearest code would be meaningless. Remove or "
+        raise NonFiniteInputError(
+            f"{op}: z holds NaN or Inf at {where} {positions(bad_z)} ({int(bad_z.sum())} of its "
+            f"{bad_z.numel()} vectors); their nearest codes would be meaningless. Remove or "
             "fill them (in a model: its input or weights went non-finite)."
         )
     bad_codes = ~torch.isfinite(codebook).all(dim=-1)
     if bad_codes.any():
-        raise NonFiniteError(
+        raise NonFiniteInputError(
             f"{op}: the codebook holds NaN or Inf in codes {positions(bad_codes)} (of "
             f"{codebook.shape[0]}); distances to them are undefined. Re-initialize or reload the "
             "codebook (a diverged training run?)."
         )
     dtype = accumulate_dtype(z, codebook)
     peak = max(float(z.abs().max()), float(codebook.abs().max()))
-    raise NonFiniteError(
+    raise NonFiniteInputError(
         f"{op}: z and the codebook are finite but the result is not: squared distances overflow "
         f"{str(dtype).removeprefix('torch.')} (largest |component| = {peak:.3g}); rescale z and "
         "the codebook, or pass float64 tensors."

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vqfast.ops import _backend
 from vqfast.ops._common import (
-    NonFiniteError,
+    NonFiniteInputError,
     accumulate_dtype,
     as_int,
     checks_skipped,
@@ -155,8 +155,8 @@ def extract_subsequence(
     Legal values (what VQShape's heads produce: ``t`` in ``[0, 1 - l_min]``, ``l`` in
     ``[l_min, 1 - t + l_min]``): ``x`` finite, ``t`` in ``[0, 1]``, ``l > 0`` finite; a window
     reaching past the end (``t + l > 1``) ends at the last point. Anything else raises
-    ``vqfast.ops.NonFiniteError`` (NaN, Inf) or ``ValueError`` naming the tokens (skipped inside
-    ``torch.compile``).
+    ``vqfast.ops.NonFiniteInputError`` (NaN, Inf) or ``ValueError`` naming the tokens (skipped
+    inside ``torch.compile``).
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ValueError(f"extract_subsequence: x must be a (B, T) tensor, got {_shape(x)}")
@@ -213,12 +213,13 @@ def _check_values(x: torch.Tensor, t: torch.Tensor, l: torch.Tensor) -> None:
     op = "extract_subsequence"
     bad_x = ~torch.isfinite(x).all(dim=1)
     if bad_x.any():
-        raise NonFiniteError(f"{op}: x holds NaN or Inf in series {positions(bad_x)}; remove or "
-                             "fill them first")
+        raise NonFiniteInputError(f"{op}: x holds NaN or Inf in series {positions(bad_x)}; "
+                                  "remove or fill them first")
     for name, bad in (("t", torch.isnan(t)), ("l", ~torch.isfinite(l))):
         if bad.any():
-            raise NonFiniteError(f"{op}: {name} holds NaN or Inf at tokens (sample, token) "
-                                 f"{positions(bad)}; every backend would sample another window")
+            raise NonFiniteInputError(f"{op}: {name} holds NaN or Inf at tokens (sample, token) "
+                                      f"{positions(bad)}; every backend would sample another "
+                                      "window")
     outside = (t < 0) | (t > 1)
     if outside.any():
         raise ValueError(

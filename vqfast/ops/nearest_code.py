@@ -112,7 +112,7 @@ def nearest_code(
     ``codebook``; indices follow ``torch.argmin`` (lowest index on ties).
 
     NaN or Inf in ``z`` or the codebook, or distances that overflow, raise
-    ``vqfast.ops.NonFiniteError`` naming the rows or codes (every backend would give another
+    ``vqfast.ops.NonFiniteInputError`` naming the rows or codes (every backend would give another
     meaningless index). The check costs one device synchronization; ``check_finite=False`` skips
     it (then such inputs give unspecified indices); it is skipped inside ``torch.compile``.
     """

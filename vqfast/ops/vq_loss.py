@@ -178,7 +178,7 @@ def vq_loss(
 
     ``commit_weight`` is the authors' ``lambda_commit`` (on the codebook side), ``entropy_weight``
     their ``lambda_entropy`` and ``entropy_gamma`` their ``entropy_gamma``. NaN or Inf in ``z`` or
-    the codebook, or a loss that overflows, raise ``vqfast.ops.NonFiniteError`` naming where
+    the codebook, or a loss that overflows, raise ``vqfast.ops.NonFiniteInputError`` naming where
     (``check_finite=False`` skips that check and its device synchronization; it is skipped inside
     ``torch.compile``).
     """
