@@ -6,7 +6,7 @@ derive from it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 MIN_SHAPE_LEN = 1 / 64  # l_min: the shortest window a token covers (relative to the series)
 
@@ -58,22 +58,6 @@ class VQShapeConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def keywords_from_official(hparams: dict) -> dict:
-    """VQShape keywords from the authors' ``hyper_parameters`` (missing optional ones left out)."""
-    keywords, missing = {}, []
-    for f in fields(VQShapeConfig):
-        name, fallback = f.metadata["official"] or f.name, f.metadata["fallback"]
-        if name in hparams:
-            keywords[f.name] = hparams[name]
-        elif fallback is not None and fallback in hparams:
-            keywords[f.name] = hparams[fallback]
-        elif not f.metadata["optional"]:
-            missing.append(name)
-    if missing:
-        raise ValueError(f"the checkpoint's hyper_parameters lack {missing}")
-    return keywords
 
 
 def _validate(c: VQShapeConfig) -> None:
