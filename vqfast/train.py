@@ -5,6 +5,10 @@ activity recognition dataset shipped by aeon) and writes to ``runs/BasicMotions-
 exported model (``model/``, loadable with ``VQShape.from_pretrained``), ``report.json``,
 ``report.md`` and plots. The same script runs on one CPU or many GPUs; under several processes the
 data is sharded and only the main process writes files.
+
+A user error (a bad option, dataset or folder) is one line and exit code 2, before any work; a
+run that fails (a non-finite loss, a full disk, a process that stopped answering) says why in one
+line and exits with 1, its checkpoints intact.
 """
 
 from __future__ import annotations
@@ -30,96 +34,59 @@ import warnings
 
 import torch
 
-from vqfast.evaluation import report as report_lib
-from vqfast.evaluation.probe import PROTOCOLS, ProbeSettings
-from vqfast.inputs import PAD_MODES
-from vqfast.model import DEFAULTS, FUSIONS, TEXT_KEYS
-from vqfast.text import TEXT_SOURCES
-from vqfast.training import (
-    ShardedBatches,
+from vqfast.inputs import SeriesError
+from vqfast.text.errors import TextError
+from vqfast.training import ShardedBatches, lr_scheduler
+from vqfast.training.checkpoints import (
+    CheckpointError,
+    CheckpointWriteError,
     checkpoints,
-    load_checkpoint,
-    lr_scheduler,
-    presets,
-    save_checkpoint,
+    clean_leftovers,
 )
-from vqfast.training.distill import TARGETS, trainable_parameters
-from vqfast.training.loop import LossWindow, fetch
-from vqfast.training.plans import TEXT_MODES, PlainPlan, TextPlan
+from vqfast.training.cli import build_parser, build_preset, text_plan
+from vqfast.training.distill import trainable_parameters
+from vqfast.training.guard import NonFiniteError
+from vqfast.training.loop import (
+    BadBatchError,
+    Run,
+    apply_settings,
+    resume_newest,
+    train,
+)
+from vqfast.training.plans import PlainPlan, TextPlan
+from vqfast.training.processes import (
+    CollectiveTimeout,
+    collective_kwargs,
+    default_threads,
+    diagnose,
+    is_collective_failure,
+)
+from vqfast.training.resume import differences, refuse, run_settings
+from vqfast.training.rundir import OutputDirError, RunLock, check_creatable, check_writable
 
-DEFAULT_DATASET = "BasicMotions"
-# "fn" (a Python callable) is the one text source a command line cannot give.
-TEXT_CHOICES = ("none", *(s for s in TEXT_SOURCES if s != "fn"))
+
+class UsageError(ValueError):
+    """A bad option, input or folder, found before any work."""
+
+
+USER_ERRORS = (UsageError, SeriesError, TextError, OutputDirError, CheckpointError)
+RUN_FAILURES = (NonFiniteError, BadBatchError, CheckpointWriteError, CollectiveTimeout)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Errors of setup (before training) are the user's: one line, exit code 2."""
+    try:
+        yield
+    except USER_ERRORS:
+        raise
+    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, PlainPlan | TextPlan]:
     """The options, and the plan they make for text (``PlainPlan`` without ``--text``)."""
-    p = argparse.ArgumentParser(
-        prog="accelerate launch vqfast/train.py",
-        description="Pre-train a VQShape tokenizer, export it and report how good its tokens are.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--dataset", nargs="+", default=[DEFAULT_DATASET],
-                   help="dataset names shipped with aeon, .ts/.npz/.npy files, or folders of .npy "
-                        "shards (unlabelled, pre-training only)")
-    p.add_argument("--preset", default="default", choices=sorted(presets.PRESETS),
-                   help="; ".join(f"{name}: {preset.description}"
-                                  for name, preset in presets.PRESETS.items()))
-    p.add_argument("--output-dir", type=Path, default=None,
-                   help="where everything is written (default runs/<dataset>-<preset>)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (preset's default)")
-    p.add_argument("--epochs", type=float, help="train for this many passes over the data instead")
-    p.add_argument("--batch-size", type=int, help="series per process and micro-batch")
-    p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --output-dir")
-    p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
-    p.add_argument("--probe-protocol", choices=PROTOCOLS, default="cv")
-    p.add_argument("--probe-seeds", type=int, default=5)
-    p.add_argument("--no-baseline", action="store_true",
-                   help="skip the probe of the untrained model")
-    p.add_argument("--no-plots", action="store_true", help="skip the plots")
-    p.add_argument("--balance", action="store_true",
-                   help="up-sample every dataset to the largest (the authors' balancing)")
-    p.add_argument("--how", choices=PAD_MODES, default="pad",
-                   help="unequal lengths: zero-pad then resample (authors) or resample each")
-    p.add_argument("--checkpoint-every", type=int, help="optimizer steps between checkpoints")
-    p.add_argument("--log-every", type=int, help="optimizer steps between logged losses")
-    p.add_argument("--cache-dir", type=Path,
-                   default=Path(os.environ.get("VQFAST_CACHE", Path.home() / ".cache" / "vqfast")),
-                   help="preprocessed datasets are cached here")
-    text = p.add_argument_group("text guidance (VQShapeText)")
-    text.add_argument("--text", choices=TEXT_CHOICES, default="none",
-                      help="where per-sample text comes from: label templates, a rule-based "
-                           "description of each series, or a JSON file of notes")
-    text.add_argument("--text-mode", choices=TEXT_MODES, default="teacher",
-                      help="teacher: train with text; align: two passes (with/without text) and "
-                           "an alignment loss; distill: a text-free student of --teacher")
-    text.add_argument("--teacher", type=Path, help="exported VQShapeText (for --text-mode distill)")
-    text.add_argument("--fusion", choices=FUSIONS, default="z")
-    text.add_argument("--text-keys", choices=TEXT_KEYS, default="tokens")
-    text.add_argument("--text-file", type=Path, help='JSON {"train": [...], "test": [...]}')
-    text.add_argument("--text-template",
-                      help="label template with {label}, e.g. 'a person {label}'")
-    text.add_argument("--text-model", help="sentence encoder (default offline all-MiniLM-L6-v2)")
-    text.add_argument("--align-weight", type=float, default=1.0)
-    text.add_argument("--distill-weight", type=float, default=1.0)
-    text.add_argument("--distill-targets", default="z_e",
-                      help="comma-separated student outputs that follow the teacher's: "
-                           + ",".join(TARGETS))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any preset setting (model keyword, optimizer setting or loss "
-                        "weight), e.g. --set num_code=128 --set lambda_dist=0.5")
-    model = p.add_argument_group("model overrides (VQShape keywords)")
-    for key, value in DEFAULTS.items():
-        model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}", type=type(value),
-                           default=None, help=argparse.SUPPRESS if key == "codebook_type" else None)
-    p.add_argument("--threads", type=int,
-                   help="CPU threads per process (default: the machine's cores shared among the "
-                        "processes on it; accelerate launch would otherwise pin 1)")
-    p.add_argument("--crash-after-step", type=int, help=argparse.SUPPRESS)  # tests: abrupt stop
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         plan = text_plan(args)
@@ -131,66 +98,46 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, PlainPlan | TextPlan]:
     return args, plan
 
 
-def text_plan(args) -> PlainPlan | TextPlan:
-    """The one place that reads ``--text`` and the options that go with it."""
-    if args.text == "none":
-        if args.text_mode != "teacher":
-            raise ValueError(f"--text-mode {args.text_mode} needs text: pass --text "
-                             + "|".join(TEXT_CHOICES[1:]))
-        return PlainPlan()
-    if args.text_mode == "distill" and args.teacher is None:
-        raise ValueError("--text-mode distill needs --teacher DIR (an exported VQShapeText)")
-    if args.text == "file" and args.text_file is None:
-        raise ValueError("--text file needs --text-file PATH")
-    return TextPlan(
-        source=args.text, mode=args.text_mode, teacher=args.teacher, fusion=args.fusion,
-        text_keys=args.text_keys, text_model=args.text_model, template=args.text_template,
-        text_file=args.text_file, align_weight=args.align_weight,
-        distill_weight=args.distill_weight,
-        distill_targets=tuple(k.strip() for k in args.distill_targets.split(",") if k.strip()),
-        cache_dir=args.cache_dir / "text",
-    )
+def check_inputs(args) -> None:
+    """Every dataset, file and folder the options name exists and is what it should be; expands
+    ``--dataset all`` (less ``--exclude``). Reads no data."""
+    from vqfast.data import expand_datasets
+    from vqfast.data.datasets import _resolve
 
-
-def build_preset(args) -> presets.Preset:
-    preset = presets.get_preset(args.preset)
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(value)
-    for key in DEFAULTS:
-        value = getattr(args, f"model_{key}")
-        if value is not None:
-            overrides[key] = value
-    for key in ("max_steps", "epochs", "batch_size", "grad_accum", "lr", "checkpoint_every",
-                "log_every"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    try:
-        return presets.apply_overrides(preset, overrides)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    args.dataset = expand_datasets(args.dataset, args.exclude)
+    for source in args.dataset:
+        if not Path(source).is_dir():
+            _resolve(source)
+    if args.teacher is not None and not args.teacher.is_dir():
+        raise UsageError(f"--teacher {args.teacher} is not a folder of an exported VQShapeText "
+                         "(the model/ folder of a --text run)")
+    if args.text_file is not None and not args.text_file.is_file():
+        raise UsageError(f"--text-file {args.text_file} does not exist")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if not args.collective_timeout > 0:
+        raise UsageError(f"--collective-timeout must be positive, got {args.collective_timeout}")
+    found = checkpoints(args.output_dir / "checkpoints")
+    if args.resume and not found:
+        where = "" if args.output_dir.is_dir() else " (the folder does not exist)"
+        raise UsageError(f"--resume: no checkpoint in {args.output_dir / 'checkpoints'}{where}; "
+                         "run without --resume to start a run there")
+    if args.resume_override and not args.resume:
+        raise UsageError("--resume-override goes with --resume")
+    if not args.resume and found:
+        raise UsageError(f"{args.output_dir} already holds checkpoints of a run; pass --resume to "
+                         "continue it or choose another --output-dir")
+    check_creatable(args.output_dir)
 
 
 def load_data(args, length: int, accelerator):
     """(labelled datasets, pretraining pool, pool row sources): the pool is a tensor or a sharded
     dataset; sources (dataset, sample, channel) are known for labelled data."""
     from vqfast.data import ShardedSeries, load_dataset, pretraining_series
+    from vqfast.data.readers import pickles_allowed
 
     labelled, shards, sources = [], [], None
-    with accelerator.main_process_first():
+    with accelerator.main_process_first(), pickles_allowed(args.allow_pickle):
         for source in args.dataset:
             if Path(source).is_dir():
                 shards.append(ShardedSeries(source, length=length, how=args.how))
@@ -207,37 +154,80 @@ def load_data(args, length: int, accelerator):
     return labelled, pool, sources
 
 
+def _acquire(accelerator, output_dir: Path) -> RunLock | None:
+    """The main process locks the output folder; every process learns whether it could."""
+    lock, error = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = RunLock(output_dir).acquire()
+        except OutputDirError as exc:
+            error = exc
+    if accelerator.num_processes > 1:
+        flag = torch.tensor([0 if error else 1], device=accelerator.device)
+        torch.distributed.broadcast(flag, src=0)
+        if not flag.item() and error is None:
+            raise UsageError(f"the main process could not take {output_dir} (see its message)")
+    if error is not None:
+        raise error
+    return lock
+
+
+def _threads(args, accelerator) -> int:
+    if accelerator.device.type == "cpu":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        else:
+            local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+            threads, note = default_threads(local)
+            torch.set_num_threads(threads)
+            if note:
+                accelerator.print(f"vqfast: {note}")
+    return torch.get_num_threads()
+
+
 def main(argv=None) -> dict:
     args, plan = parse_args(argv)
+    command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+    with user_errors():
+        preset = build_preset(args)
+        check_inputs(args)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    accelerator = Accelerator()
-    is_main = accelerator.is_main_process
-    if accelerator.device.type == "cpu":
-        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
-        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local))
-    preset = build_preset(args)
-    settings = preset.train
+    accelerator = Accelerator(kwargs_handlers=[collective_kwargs(args.collective_timeout)])
+    threads = _threads(args, accelerator)
     output_dir: Path = args.output_dir
-    ckpt_dir = output_dir / "checkpoints"
-    if is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume and checkpoints(ckpt_dir):
-        raise SystemExit(f"{output_dir} already holds checkpoints of a run; pass --resume to "
-                         "continue it or choose another --output-dir")
+    lock = _acquire(accelerator, output_dir)
+    try:
+        with user_errors():
+            run, labelled, facts = _setup(args, plan, preset, accelerator, set_seed)
+    except BaseException:
+        if lock is not None:
+            lock.rollback()
+        raise
+    try:
+        report = _train_and_report(args, plan, preset, accelerator, run, labelled, started,
+                                   dict(facts, command=command, threads=threads))
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
 
+
+def _setup(args, plan, preset, accelerator, set_seed):
+    """Everything before the first step: the model, the data, the optimizer and, with
+    ``--resume``, the state of the newest loadable checkpoint."""
+    settings = preset.train
+    ckpt_dir = args.output_dir / "checkpoints"
+    if accelerator.is_main_process:
+        clean_leftovers(ckpt_dir)
+        check_writable(args.output_dir)
     set_seed(args.seed)
     model, teacher = plan.build_model(preset)
     labelled, pool, sources = load_data(args, model.len_input, accelerator)
-    try:
-        objective = plan.objective(labelled, pool, sources, teacher, accelerator.device,
-                                   log=accelerator.print)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
+    objective = plan.objective(labelled, pool, sources, teacher, accelerator.device,
+                               log=accelerator.print)
     world, rank = accelerator.num_processes, accelerator.process_index
     batches = ShardedBatches(len(pool), settings.batch_size, rank, world, args.seed)
     if settings.epochs is not None:
@@ -246,78 +236,104 @@ def main(argv=None) -> dict:
                                   weight_decay=settings.weight_decay)
     scheduler = lr_scheduler(optimizer, settings)
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-
-    step, history, train_seconds = 0, [], 0.0
+    current = run_settings(preset, seed=args.seed, datasets=args.dataset, how=args.how,
+                           balance=args.balance, plan=plan, num_processes=world)
+    run = Run(accelerator, model, optimizer, scheduler, objective, pool, batches, settings,
+              ckpt_dir, {"settings": current}, describe=_token_metrics(model, accelerator),
+              crash_after_step=args.crash_after_step, log=accelerator.print)
+    facts = {}
     if args.resume:
-        found = checkpoints(ckpt_dir)
-        if not found:
-            raise SystemExit(f"--resume: no checkpoint in {ckpt_dir}")
-        state = load_checkpoint(accelerator, found[-1])
-        step, history, train_seconds = state["step"], state["history"], state["train_seconds"]
-        accelerator.print(f"resumed from {found[-1]} (step {step})")
+        differ = {}
 
-    core = accelerator.unwrap_model(model)
-    accum = settings.grad_accum
-    stream = batches.batches(start=step * accum)
-    series_per_step = settings.batch_size * accum * world
-    window = LossWindow()
-    bar = tqdm(total=settings.max_steps, initial=step, disable=not is_main, desc="pre-training",
-               unit="step", dynamic_ncols=True)
-    model.train()
-    t0 = time.perf_counter()
-    while step < settings.max_steps:
-        for micro in range(accum):
-            rows = next(stream)
-            x = fetch(pool, rows).to(accelerator.device)
-            sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
-            with sync:
-                loss, losses = objective(model, x, rows)
-                accelerator.backward(loss / accum)
-            window.add({"loss": loss, **losses}, accum)
-        if settings.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        if step % settings.log_every == 0 or step == settings.max_steps:
-            logged = window.take(step % settings.log_every or settings.log_every,
-                                 accelerator.reduce)
-            elapsed = train_seconds + time.perf_counter() - t0
-            logged.update(step=step, lr=scheduler.get_last_lr()[0],
-                          series_per_second=step * series_per_step / max(elapsed, 1e-9))
-            history.append(logged)
-            bar.set_postfix(loss=f"{logged['loss']:.4f}",
-                            series_s=f"{logged['series_per_second']:.0f}")
-        if step % settings.checkpoint_every == 0 and step < settings.max_steps:
-            state = {"step": step, "history": history,
-                     "train_seconds": train_seconds + time.perf_counter() - t0,
-                     "args": {k: str(v) for k, v in vars(args).items()}}
-            save_checkpoint(accelerator, ckpt_dir, step, state)
-        if args.crash_after_step is not None and step == args.crash_after_step:
-            os._exit(3)  # a crash: no cleanup, no final files
-    bar.close()
-    train_seconds += time.perf_counter() - t0
+        def check(path, state):
+            differ.clear()
+            differ.update(differences(state.get("settings", {}), current))
+            if differ and not args.resume_override:
+                raise refuse(differ, path)
 
+        path, _ = resume_newest(run, check, log=accelerator.print)
+        if differ:
+            apply_settings(run)
+            facts["resume_overrides"] = differ
+            accelerator.print(f"vqfast: --resume-override: continuing with new "
+                              f"{', '.join(differ)}")
+        accelerator.print(f"resumed from {path} (step {run.step})")
+    return run, labelled, facts
+
+
+def _token_metrics(model, accelerator):
+    from vqfast.evaluation.tokens import token_metrics
+
+    num_code = accelerator.unwrap_model(model).num_code
+
+    def describe(outputs):
+        with torch.no_grad():
+            return token_metrics(outputs, num_code)
+
+    return describe
+
+
+def _train_and_report(args, plan, preset, accelerator, run, labelled, started, facts) -> dict:
+    from tqdm.auto import tqdm
+
+    from vqfast.evaluation import report as report_lib
+    from vqfast.evaluation.probe import ProbeSettings
+
+    is_main, world = accelerator.is_main_process, accelerator.num_processes
+    bar = tqdm(total=run.settings.max_steps, initial=run.step, disable=not is_main,
+               desc="pre-training", unit="step", dynamic_ncols=True)
+    try:
+        train(run, bar)
+    except RuntimeError as exc:
+        if world > 1 and not isinstance(exc, RUN_FAILURES + (CheckpointError,)) \
+                and is_collective_failure(exc):
+            raise diagnose(exc, accelerator.process_index, world,
+                           args.collective_timeout) from exc
+        raise
+    finally:
+        bar.close()
     report = {}
     if is_main:
-        run = {"dataset": [str(d) for d in args.dataset], "preset": preset.name,
-               "text": plan.report, "config": preset.as_dict(), "num_processes": world,
-               "device": report_lib.device_name(accelerator.device), "seed": args.seed,
-               "steps": step, "series_per_step": series_per_step,
-               "train_seconds": train_seconds}
+        run_facts = {"dataset": [str(d) for d in args.dataset], "preset": preset.name,
+                     "text": plan.report, "config": preset.as_dict(), "num_processes": world,
+                     "device": report_lib.device_name(accelerator.device), "seed": args.seed,
+                     "steps": run.step, "series_per_step": run.series_per_step,
+                     "train_seconds": run.train_seconds, **facts}
         probe = None if args.no_probe else ProbeSettings(protocol=args.probe_protocol,
                                                          seeds=args.probe_seeds)
-        report = report_lib.finish(core, labelled, history, output_dir, run, started=started,
-                                   probe=probe, baseline=not args.no_baseline,
+        core = accelerator.unwrap_model(run.model)
+        report = report_lib.finish(core, labelled, run.history, args.output_dir, run_facts,
+                                   started=started, probe=probe, baseline=not args.no_baseline,
                                    draw=not args.no_plots, texts=plan.texts)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return report
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def cli(argv=None) -> int:
+    """``main`` with its errors as one line each: 2 for a user error, 1 for a failed run."""
+    try:
+        main(argv)
+    except RUN_FAILURES as exc:
+        if _rank() == 0 or isinstance(exc, CollectiveTimeout):
+            print(f"vqfast: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except USER_ERRORS as exc:
+        if _rank() == 0:
+            print(f"vqfast: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", message=".*enable_nested_tensor.*")
-    main()
+    code = cli()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 1 and "RANK" in os.environ:
+        os._exit(code)  # a broken process group can hang the interpreter's exit
+    sys.exit(code)

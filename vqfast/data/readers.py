@@ -1,8 +1,14 @@
 """Reading a source's raw arrays, before cleaning: aeon's shipped datasets, ``.ts``, ``.npz`` and
-``.npy`` files. aeon is imported only when a shipped dataset or a ``.ts`` file is read."""
+``.npy`` files. aeon is imported only when a shipped dataset or a ``.ts`` file is read.
+
+Nothing is unpickled unless the caller opts in: object arrays (unequal-length series) in
+``.npz``/``.npy`` files are stored pickled, and unpickling runs code from the file. Read them inside
+``with pickles_allowed():`` (``train.py --allow-pickle``), for files you trust only."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +17,37 @@ import numpy as np
 from vqfast.data.cleaning import SPLITS, DataError
 
 FILE_KINDS = (".ts", ".npz", ".npy")
+
+_ALLOW_PICKLE = contextvars.ContextVar("vqfast_allow_pickle", default=False)
+
+
+@contextlib.contextmanager
+def pickles_allowed(allow: bool = True):
+    """Within this block, ``.npz``/``.npy`` object arrays are unpickled (they run code from the
+    file: only for files you trust)."""
+    token = _ALLOW_PICKLE.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE.reset(token)
+
+
+def _pickle_refused(path: Path) -> DataError:
+    """What numpy's "pickled data" error means: object arrays in a numpy file, or a file that is
+    not a numpy file at all (numpy then tries it as a pickle)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:2] != b"PK" and head != b"\x93NUMPY":
+        kind, hint = (("npz", "numpy.savez(path, X=..., y=...)") if path.suffix.lower() == ".npz"
+                      else ("npy", "numpy.save(path, X)"))
+        return DataError(f"could not read {str(path)!r} as a .{kind} file (it is not one: no "
+                         f"numpy header); write it with {hint}")
+    return DataError(
+        f"{str(path)!r} holds object arrays, which numpy stores pickled; unpickling runs code "
+        "from the file, so it is refused by default. If you trust the file, pass --allow-pickle "
+        "(train.py) or load it inside `with vqfast.data.readers.pickles_allowed():`; otherwise "
+        "save equal-length series as one float array (n, T) or (n, C, T), or pad them with "
+        "trailing NaN")
 
 
 @dataclass
@@ -76,19 +113,12 @@ def _read_ts(path: Path):
 
 
 def _read_npz(path: Path):
-    def load(allow_pickle):
-        with np.load(path, allow_pickle=allow_pickle) as z:
-            return {k: z[k] for k in z.files}
-
     try:
-        try:
-            arrays = load(False)
-        except ValueError as e:
-            if "allow_pickle" not in str(e):
-                raise
-            # Object arrays (unequal-length series) are stored pickled.
-            arrays = load(True)
+        with np.load(path, allow_pickle=_ALLOW_PICKLE.get()) as z:
+            arrays = {k: z[k] for k in z.files}
     except Exception as e:
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise _pickle_refused(path) from None
         raise DataError(f"could not read {str(path)!r} as a .npz file ({type(e).__name__}: {e}); "
                         "write it with numpy.savez(path, X=..., y=...)") from e
     keys = set(arrays)
@@ -110,13 +140,10 @@ def _read_npz(path: Path):
 
 def _read_npy(path: Path):
     try:
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as e:
-            if "allow_pickle" not in str(e):
-                raise
-            return np.load(path, allow_pickle=True)
+        return np.load(path, allow_pickle=_ALLOW_PICKLE.get())
     except Exception as e:
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise _pickle_refused(path) from None
         raise DataError(f"could not read {str(path)!r} as a .npy file ({type(e).__name__}: {e}); "
                         "write it with numpy.save(path, X)") from e
 

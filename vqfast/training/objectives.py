@@ -1,8 +1,9 @@
 """What one pre-training step minimizes: plain VQShape, a text teacher, an aligned model, or a
 distilled student; and the bank of text embeddings the text objectives read from.
 
-``train.py`` calls ``objective(model, x, rows)`` with a batch of series and their row indices in
-the training pool and gets ``(loss to minimize, losses to log)``.
+``objective(model, x, rows)``, with a batch of series and their row indices in the training pool,
+gives ``(loss to minimize, losses to log)``; the loop calls ``objective.with_outputs(...)``, which
+adds the forward pass's outputs (for the token metrics it logs).
 """
 
 from __future__ import annotations
@@ -30,25 +31,35 @@ class TextBank:
         return type(e)(e.tokens[ids], e.mask[ids], e.sentence[ids])
 
 
-class PlainObjective:
+class Objective:
     def __call__(self, model, x, rows):
-        _, losses = model(x, mode="pretrain")
-        return _core(model).total_loss(losses), losses
+        loss, losses, _ = self.with_outputs(model, x, rows)
+        return loss, losses
+
+    def with_outputs(self, model, x, rows):
+        raise NotImplementedError
 
 
-class TextObjective:
+class PlainObjective(Objective):
+    def with_outputs(self, model, x, rows):
+        outputs, losses = model(x, mode="pretrain")
+        return _core(model).total_loss(losses), losses, outputs
+
+
+class TextObjective(Objective):
     """A ``VQShapeText`` trained with text (``align=False``: the teacher) or on two passes, with
     and without text, plus the alignment loss (``align=True``)."""
 
     def __init__(self, bank: TextBank, align: bool = False):
         self.bank, self.align = bank, align
 
-    def __call__(self, model, x, rows):
-        _, losses = model(x, mode="pretrain", text=self.bank.for_rows(rows), align=self.align)
-        return _core(model).total_loss(losses), losses
+    def with_outputs(self, model, x, rows):
+        outputs, losses = model(x, mode="pretrain", text=self.bank.for_rows(rows),
+                                align=self.align)
+        return _core(model).total_loss(losses), losses, outputs
 
 
-class DistillObjective:
+class DistillObjective(Objective):
     """A text-free student: VQShape losses plus ``weight * distill_loss`` toward the teacher's
     latents for the same series with their text."""
 
@@ -56,13 +67,13 @@ class DistillObjective:
         self.teacher, self.bank, self.weight = teacher, bank, weight
         self.targets = targets or {"z_e": 1.0}
 
-    def __call__(self, model, x, rows):
+    def with_outputs(self, model, x, rows):
         goal = teacher_targets(self.teacher, x, self.bank.for_rows(rows))
         outputs, losses = model(x, mode="pretrain", return_latents=True)
         losses = dict(losses)
         losses["distill_loss"] = distill_loss(outputs, goal, self.targets).reshape(1)
         total = _core(model).total_loss(losses) + self.weight * losses["distill_loss"].mean()
-        return total, losses
+        return total, losses, outputs
 
 
 def _core(model):
@@ -75,5 +86,5 @@ def row_texts(sample_texts: list[list[str]], sources: torch.Tensor) -> list[str]
     return [sample_texts[int(d)][int(s)] for d, s, _ in sources.tolist()]
 
 
-__all__ = ["DistillObjective", "PlainObjective", "TextBank", "TextObjective",
+__all__ = ["DistillObjective", "Objective", "PlainObjective", "TextBank", "TextObjective",
            "row_texts"]
