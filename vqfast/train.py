@@ -240,7 +240,7 @@ def _setup(args, plan, preset, accelerator, set_seed):
                            balance=args.balance, plan=plan, num_processes=world)
     run = Run(accelerator, model, optimizer, scheduler, objective, pool, batches, settings,
               ckpt_dir, {"settings": current}, describe=_token_metrics(model, accelerator),
-              crash_after_step=args.crash_after_step, log=accelerator.print)
+              crash_after_step=args.crash_after_step)
     facts = {}
     if args.resume:
         differ = {}

@@ -126,3 +126,14 @@ def test_full_disk_keeps_the_older_checkpoints_and_no_temp_files(cache_dir, tmp_
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002",
                                                                        "step-00000004"]
     assert not (out / "model").exists()
+
+
+def test_a_failed_export_loses_nothing_resume_exports_again(reference, cache_dir, tmp_path):
+    """The last step is checkpointed before the export: with the export gone (as after a crash
+    there), --resume trains no further and writes the same model."""
+    out = tmp_path / "run"
+    shutil.copytree(reference / "checkpoints", out / "checkpoints")
+    result = launch(TINY + CHAIN + ["--output-dir", str(out), "--cache-dir", str(cache_dir),
+                                    "--resume"], tmp_path / "log.txt")
+    assert result.code == 0 and "(step 24)" in result.output, result.output
+    assert same_weights(weights(out / "model"), weights(reference / "model"))

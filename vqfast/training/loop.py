@@ -70,8 +70,8 @@ class LossWindow:
 
 @dataclass
 class Run:
-    """What the loop reads and updates. ``describe(outputs)``: extra metrics of the last
-    micro-batch's forward pass at each log point (or None)."""
+    """What the loop reads and updates. ``describe(outputs)``: extra metrics of the forward pass
+    of each log step's last micro-batch (this process's), logged as ``tokens`` (or None)."""
 
     accelerator: object
     model: torch.nn.Module
@@ -90,7 +90,6 @@ class Run:
     train_seconds: float = 0.0
     window: LossWindow = field(default_factory=LossWindow)
     last_checkpoint: Path | None = None
-    log: object = print
 
     @property
     def series_per_step(self) -> int:
