@@ -53,6 +53,7 @@ from vqfast.training.loop import (
     resume_newest,
     train,
 )
+from vqfast.training.optim import make_optimizer
 from vqfast.training.plans import PlainPlan, TextPlan
 from vqfast.training.processes import (
     CollectiveTimeout,
@@ -102,12 +103,12 @@ def check_inputs(args) -> None:
     """Every dataset, file and folder the options name exists and is what it should be; expands
     ``--dataset all`` (less ``--exclude``). Reads no data."""
     from vqfast.data import expand_datasets
-    from vqfast.data.datasets import _resolve
+    from vqfast.data.datasets import resolve_source
 
     args.dataset = expand_datasets(args.dataset, args.exclude)
     for source in args.dataset:
         if not Path(source).is_dir():
-            _resolve(source)
+            resolve_source(source)
     if args.teacher is not None and not args.teacher.is_dir():
         raise UsageError(f"--teacher {args.teacher} is not a folder of an exported VQShapeText "
                          "(the model/ folder of a --text run)")
@@ -232,8 +233,11 @@ def _setup(args, plan, preset, accelerator, set_seed):
     batches = ShardedBatches(len(pool), settings.batch_size, rank, world, args.seed)
     if settings.epochs is not None:
         settings.max_steps = batches.optimizer_steps(settings.epochs, settings.grad_accum)
-    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=settings.lr,
-                                  weight_decay=settings.weight_decay)
+    for m in (model, teacher):
+        if m is not None:
+            m.fast = not args.no_fast
+    optimizer = make_optimizer(trainable_parameters(model), settings,
+                               implementation="for-loop" if args.no_fast else "fused")
     scheduler = lr_scheduler(optimizer, settings)
     model, optimizer = accelerator.prepare(model, optimizer)
     current = run_settings(preset, seed=args.seed, datasets=args.dataset, how=args.how,
@@ -276,7 +280,7 @@ def _token_metrics(model, accelerator):
 def _train_and_report(args, plan, preset, accelerator, run, labelled, started, facts) -> dict:
     from tqdm.auto import tqdm
 
-    from vqfast.evaluation import report as report_lib
+    from vqfast import report as report_lib
     from vqfast.evaluation.probe import ProbeSettings
 
     is_main, world = accelerator.is_main_process, accelerator.num_processes

@@ -79,7 +79,7 @@ def test_label_and_split_mismatches(tmp_path):
     series[:] = [np.zeros((2, 5)), np.zeros((3, 6))]
     np.savez(tmp_path / "ch.npz", X=series, y=[0, 1])
     with pytest.raises(DataError, match=r"same number of channels; sample 0 has 2, samples \[1\]"):
-        load_dataset(tmp_path / "ch.npz")
+        load_dataset(tmp_path / "ch.npz", allow_pickle=True)
     np.savez(tmp_path / "one.npz", X=np.zeros((3, 5)), y=[0, 1, 2])
     with pytest.raises(DataError, match="leaves the test split empty"):
         load_dataset(tmp_path / "one.npz", test_fraction=0.1)

@@ -62,8 +62,10 @@ def test_npz_object_array_of_unequal_series(tmp_path):
     X = np.empty(3, dtype=object)
     X[:] = series
     np.savez(tmp_path / "ragged.npz", X=X, y=np.array([2, 0, 2]))
+    with pytest.raises(DataError, match="allow-pickle"):
+        load_dataset(tmp_path / "ragged.npz", length=16)
     for how in ("pad", "resample"):
-        d = load_dataset(tmp_path / "ragged.npz", length=16, how=how)
+        d = load_dataset(tmp_path / "ragged.npz", length=16, how=how, allow_pickle=True)
         torch.testing.assert_close(d.x_train, prepare_series(series, 16, how).view(3, 2, 16))
     assert d.classes == ["0", "2"] and d.y_train.tolist() == [1, 0, 1]
 

@@ -13,7 +13,7 @@ from test_parity import check_against_fixture
 from vqfast import VQShape
 from vqfast.model import fast
 from vqfast.model.modules import ShapeDecoder, transformer_encoder
-from vqfast.training.optim import FAST_LAYERS, compile_model, make_optimizer
+from vqfast.training.optim import compile_model, make_optimizer
 
 TINY = dict(dim_embedding=16, num_enc_head=2, num_enc_layer=1, num_tokenizer_head=2,
             num_tokenizer_layer=1, num_dec_head=2, num_dec_layer=1, num_token=8, len_s=16,
@@ -125,7 +125,6 @@ def test_fast_is_off_by_default_and_validated():
     model.fast = True
     assert all(part.fast for part in (model.encoder, model.tokenizer, model.decoder,
                                       model.shape_decoder))
-    assert FAST_LAYERS is True
 
 
 def test_same_parameters_and_state_dict_keys():

@@ -4,6 +4,7 @@ importing aeon), name and path resolution, the :class:`SeriesData` container and
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -23,7 +24,7 @@ from vqfast.data.cleaning import (
     preprocess,
     stratified_split,
 )
-from vqfast.data.readers import FILE_KINDS, Source, read_source
+from vqfast.data.readers import FILE_KINDS, Source, pickles_allowed, read_source
 
 _ACCEPTED = (
     "a dataset shipped with aeon (see vqfast.data.available_datasets()), a path to a UEA/UCR "
@@ -238,7 +239,7 @@ def _unknown_name(source: str) -> DataError:
     )
 
 
-def _resolve(source) -> Source:
+def resolve_source(source) -> Source:
     """Decide what ``source`` is: a shipped dataset's name or a file, and check it exists."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"load_dataset: source must be a dataset name or a path, got "
@@ -303,6 +304,7 @@ def load_dataset(
     cache_dir=None,
     test_fraction: float | None = None,
     seed: int = 0,
+    allow_pickle: bool = False,
 ) -> SeriesData:
     """Load one classification dataset and resample every channel to ``length``.
 
@@ -321,7 +323,8 @@ def load_dataset(
 
             ``X`` may be ``(n, T)``, ``(n, C, T)`` or an object array / list of unequal-length
             ``(T_i,)`` or ``(C, T_i)`` series. Object arrays in ``.npz``/``.npy`` are stored
-            pickled, and unpickling runs code from the file: only load files you trust.
+            pickled, and unpickling runs code from the file: they are refused (a ``DataError``)
+            unless ``allow_pickle=True`` — only for files you trust.
         length: the length every series is resampled to (the model's ``len_input``).
         how: ``"pad"`` (the authors' protocol: zero-pad every series at the end to the longest
             in the dataset, train and test together, then resample) or ``"resample"`` (each
@@ -334,6 +337,7 @@ def load_dataset(
             every class as the test split (stratified, reproducible with ``seed``). Ignored when
             the source has a test split.
         seed: the seed of that split.
+        allow_pickle: unpickle object arrays in ``.npz``/``.npy`` files (``--allow-pickle``).
 
     Labels of any type are mapped to ids ``0..K-1`` in sorted order of the unique training
     labels (numeric text labels in numeric order); ``classes`` keeps the originals. A test label
@@ -354,13 +358,15 @@ def load_dataset(
                                           and 0 < test_fraction < 1):
         raise ValueError(f"{where}: test_fraction must be a number between 0 and 1 (e.g. 0.2), "
                          f"or None for no split; got {test_fraction!r}")
-    src = _resolve(source)
+    src = resolve_source(source)
     path = key = prep = None
     if cache_dir is not None:
         path, key = cache_entry(cache_dir, src, length, how)
         prep = load_cached(path, key)
     if prep is None:
-        prep = preprocess(read_source(src), src.name, length, how)
+        with pickles_allowed() if allow_pickle else contextlib.nullcontext():
+            raw = read_source(src)
+        prep = preprocess(raw, src.name, length, how)
         if path is not None:
             save_cached(path, key, src.name, prep)
     data = SeriesData(name=src.name, **prep)

@@ -45,7 +45,7 @@ def _pickle_refused(path: Path) -> DataError:
     return DataError(
         f"{str(path)!r} holds object arrays, which numpy stores pickled; unpickling runs code "
         "from the file, so it is refused by default. If you trust the file, pass --allow-pickle "
-        "(train.py) or load it inside `with vqfast.data.readers.pickles_allowed():`; otherwise "
+        "(train.py) or load_dataset(..., allow_pickle=True); otherwise "
         "save equal-length series as one float array (n, T) or (n, C, T), or pad them with "
         "trailing NaN")
 

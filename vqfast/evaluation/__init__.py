@@ -1,5 +1,6 @@
-"""How good a pre-trained tokenizer is: linear probes and codebook usage (``probe``), pictures
-(``plots``) and the run's report (``report``)."""
+"""How good a pre-trained tokenizer is: linear probes and codebook usage (``probe``), token
+metrics (``tokens``) and pictures (``plots``). The run's report, which also explains the model
+(:mod:`vqfast.explain`), is :mod:`vqfast.report`."""
 
 from vqfast.evaluation.probe import (
     ProbeSettings,

@@ -35,7 +35,8 @@ def loss_curves(history: list[dict], path) -> Path:
     plt = pyplot()
     steps = [h["step"] for h in history]
     has_lr = all("lr" in h for h in history)
-    has_r2 = any(h.get("shape_r2") is not None or h.get("x_r2") is not None for h in history)
+    r2 = {key: [(h.get("tokens") or {}).get(key) for h in history] for key in ("x_r2", "shape_r2")}
+    has_r2 = any(v is not None for values in r2.values() for v in values)
     panels = 2 + has_lr + has_r2
     rows = 1 if panels == 2 else 2
     fig, grid = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), layout="constrained",
@@ -61,8 +62,8 @@ def loss_curves(history: list[dict], path) -> Path:
     if has_r2:
         ax = rest.pop(0)
         for key, label in (("x_r2", "series (x) R²"), ("shape_r2", "shape R²")):
-            ax.plot(steps, [np.nan if h.get(key) is None else h[key] for h in history],
-                    marker=".", label=label)
+            ax.plot(steps, [np.nan if v is None else v for v in r2[key]], marker=".",
+                    label=label)
         ax.axhline(0, color="0.6", lw=0.8, ls="--")
         ax.set_title("reconstruction R² (training batches)")
         ax.set_ylabel("R²")

@@ -24,6 +24,7 @@ import torch
 
 from vqfast import train
 from vqfast.model import FUSIONS
+from vqfast.training.cli import TEXT_CHOICES
 from vqfast.training.plans import TEXT_MODES
 from vqfast.training.presets import PRESETS
 
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--num-token", type=int, default=16,
                    help="shape tokens per series: fewer than the default preset's 32 so that "
                         "the 24 runs fit in 45 minutes on 2 CPU cores")
-    p.add_argument("--text", choices=train.TEXT_CHOICES[1:], default="label")
+    p.add_argument("--text", choices=TEXT_CHOICES[1:], default="label")
     p.add_argument("--text-file", help="notes file for --text file")
     p.add_argument("--fusion", choices=FUSIONS, default="z")
     p.add_argument("--probe-seeds", type=int, default=3)

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}", type=type(value),
                            default=None, metavar=key.upper(), help=argparse.SUPPRESS if hidden else
                            f"{MODEL_HELP[key]} ({preset_values(key)})")
+    p.add_argument("--no-fast", action="store_true",
+                   help="the authors' layers and for-loop AdamW instead of vqfast's fast layers "
+                        "(vqfast.model.fast: same parameters, same dropout draws, equal to float "
+                        "rounding) and fused AdamW")
     p.add_argument("--threads", type=int,
                    help="CPU threads per process (default: the cores this process may use, shared "
                         "among the processes on the machine, fewer when the load average says "

@@ -6,7 +6,6 @@
 - ``compile_model``: ``torch.compile`` of the model's layers (``dynamic=False``: one graph per
   batch shape, none recompiled across steps of the same shape), with the compile time measured
   on the first step (``CompiledModel.warmup_seconds``).
-- ``FAST_LAYERS``: what vqfast's own training sets on its models (``model.fast``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import time
 
 import torch
 
-FAST_LAYERS = True  # vqfast's training runs the fast layers (vqfast.model.fast)
 IMPLEMENTATIONS = ("fused", "foreach", "for-loop")
 
 

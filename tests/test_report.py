@@ -3,14 +3,13 @@ import math
 
 import pytest
 import torch
+from evaluation.test_tokens import TINY
 
 from vqfast import VQShape
+from vqfast import report as report_lib
 from vqfast.data.datasets import SeriesData
 from vqfast.evaluation import plots
-from vqfast.evaluation import report as report_lib
 from vqfast.evaluation.probe import ProbeSettings
-
-from .test_tokens import TINY
 
 PROBE = ProbeSettings(seeds=1, epochs=2, folds=2, weight_decays=(0.0,), dropouts=(0.0,))
 
