@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.training.conftest import TINY
 from vqfast.training import processes
 
@@ -77,15 +79,36 @@ def test_a_frozen_process_ends_the_job_naming_it(tmp_path, cache_dir):
     print(f"frozen rank: job gone {took:.0f} s after SIGSTOP (timeout {TIMEOUT_S} s)")
 
 
-def test_threads_back_off_when_the_load_says_cores_are_busy(monkeypatch):
+def test_threads_back_off_when_other_processes_keep_cores_busy(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert processes.default_threads(1) == (2, None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
-    threads, note = processes.default_threads(1)
-    assert threads == 1 and "load average is 1.0 on 2 cores" in note and "--threads" in note
-    assert processes.default_threads(2)[0] == 1
+    assert processes.default_threads(1, busy=0.1) == (2, None)
+    assert processes.default_threads(1, busy=0.4) == (2, None)
+    assert processes.default_threads(1, busy=0.6)[0] == 1
+    threads, note = processes.default_threads(1, busy=1.0)
+    assert threads == 1 and "keep 1.0 of 2 cores busy" in note and "--threads" in note
+    assert processes.default_threads(2, busy=1.0) == (1, None)  # a job's processes keep shares
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 4.0, 4.0))
-    assert processes.default_threads(1)[0] == 12
-    assert processes.default_threads(2)[0] == 6
+    assert processes.default_threads(1, busy=4.0)[0] == 12
+    assert processes.default_threads(2, busy=4.0) == (8, None)
+
+
+def test_busy_cores_sees_a_busy_process():
+    quiet = processes.busy_cores(0.3)
+    if quiet is None:
+        pytest.skip("no /proc/stat on this system")
+    import multiprocessing
+
+    spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+    spinner.start()
+    try:
+        time.sleep(0.5)
+        busy = processes.busy_cores(0.5)
+    finally:
+        spinner.terminate()
+        spinner.join()
+    assert busy >= quiet + 0.5, (quiet, busy)
+
+
+def _spin():
+    while True:
+        pass

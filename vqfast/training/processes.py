@@ -61,23 +61,45 @@ def diagnose(exc: BaseException, rank: int, world: int, timeout_s: float) -> Col
         "with --resume from the last checkpoint")
 
 
-def default_threads(local_processes: int) -> tuple[int, str | None]:
+def busy_cores(seconds: float = 0.3) -> float | None:
+    """How many cores other processes keep busy now: ``/proc/stat``'s busy time over ``seconds``
+    while this process sleeps (so its own work does not count; the load average would count this
+    run's own start-up and whatever just finished). None where ``/proc/stat`` is unreadable."""
+
+    def snapshot():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = snapshot()
+        time.sleep(seconds)
+        busy1, total1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def default_threads(local_processes: int, busy: float | None = None) -> tuple[int, str | None]:
     """``(threads, note)``: the cores this process may run on shared among the processes of this
-    machine, fewer when other processes keep cores busy (the 1-minute load average), with a note
-    saying so."""
+    machine; a single process takes fewer when other processes keep cores busy (``busy``, default
+    :func:`busy_cores`), with a note saying so. (Several processes of one job start together and
+    would count each other as busy, so they keep their share.)"""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     share = max(1, cores // max(1, local_processes))
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
+    if local_processes > 1:
         return share, None
-    idle = max(0.0, cores - load) / max(1, local_processes)
-    threads = max(1, min(share, int(idle + 0.5)))
+    busy = busy_cores() if busy is None else busy
+    if busy is None:
+        return share, None
+    threads = max(1, min(share, int(cores - busy + 0.5)))
     if threads == share:
         return share, None
-    return threads, (f"using {threads} CPU thread(s) per process, not {share}: the load average "
-                     f"is {load:.1f} on {cores} cores, and threads that wait for a busy core slow "
-                     "every step down; --threads N chooses")
+    return threads, (f"using {threads} CPU thread(s), not {share}: other processes keep "
+                     f"{busy:.1f} of {cores} cores busy, and threads that wait for a busy core "
+                     "slow every step down; --threads N chooses")
