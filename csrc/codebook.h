@@ -1,9 +1,9 @@
 // Shared machinery of the CPU quantizer (nearest_code.cpp, vq_loss.cpp): SIMD vectors, a codebook
 // packed for them, and the fused squared-distance loop.
 //
-// Vectors are GCC/Clang vector extensions of 64 bytes (16 floats or 8 doubles): with -march=native
-// they become one AVX-512 register, two AVX2 registers or four NEON/SSE registers, so the same code
-// runs at the host's vector width. The codebook is stored transposed in blocks of one vector of
+// Vectors are GCC/Clang vector extensions of 64 bytes (16 floats or 8 doubles; one AVX-512 or four
+// NEON registers), or of 32 bytes (one AVX2 register) on x86 without AVX-512: 64-byte vectors split
+// over AVX2 registers made the search many times slower there (compares and selects spill). The codebook is stored transposed in blocks of one vector of
 // codes: packed[block * D + d][lane] = codebook[block * LANES + lane][d]. Missing codes of the last
 // block are +inf, so their distance is +inf and they never win.
 //
@@ -22,21 +22,27 @@
 
 namespace vqfast {
 
+#if defined(__x86_64__) && !defined(__AVX512F__)
+#define VQFAST_VECTOR_BYTES 32
+#else
+#define VQFAST_VECTOR_BYTES 64
+#endif
+
 template <typename T>
 struct Simd;
 
 template <>
 struct Simd<float> {
-  typedef float V __attribute__((vector_size(64)));
-  typedef int32_t I __attribute__((vector_size(64)));
-  static constexpr int kLanes = 16;
+  typedef float V __attribute__((vector_size(VQFAST_VECTOR_BYTES)));
+  typedef int32_t I __attribute__((vector_size(VQFAST_VECTOR_BYTES)));
+  static constexpr int kLanes = VQFAST_VECTOR_BYTES / 4;
 };
 
 template <>
 struct Simd<double> {
-  typedef double V __attribute__((vector_size(64)));
-  typedef int64_t I __attribute__((vector_size(64)));
-  static constexpr int kLanes = 8;
+  typedef double V __attribute__((vector_size(VQFAST_VECTOR_BYTES)));
+  typedef int64_t I __attribute__((vector_size(VQFAST_VECTOR_BYTES)));
+  static constexpr int kLanes = VQFAST_VECTOR_BYTES / 8;
 };
 
 template <typename T>
@@ -60,7 +66,7 @@ inline IVecT<T> lane_iota() {
 template <typename V, typename I>
 inline auto hmin(V v) {
   constexpr int L = sizeof(V) / sizeof(v[0]);
-  static_assert(L == 16 || L == 8, "16 or 8 lanes");
+  static_assert(L == 16 || L == 8 || L == 4, "16, 8 or 4 lanes");
   auto step = [&v](I perm) {
     const V w = __builtin_shuffle(v, perm);
     v = w < v ? w : v;
@@ -70,10 +76,13 @@ inline auto hmin(V v) {
     step(I{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
     step(I{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
     step(I{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
-  } else {
+  } else if constexpr (L == 8) {
     step(I{4, 5, 6, 7, 0, 1, 2, 3});
     step(I{2, 3, 0, 1, 6, 7, 4, 5});
     step(I{1, 0, 3, 2, 5, 4, 7, 6});
+  } else {
+    step(I{2, 3, 0, 1});
+    step(I{1, 0, 3, 2});
   }
   return v[0];
 }
