@@ -19,7 +19,7 @@ label embedding).
 Without text the model is exactly VQShape (same outputs for the same weights). ``align=True``
 trains one model on two passes, with and without text, adding ``align_loss``: the text-free
 ``z_e`` pulled to the text-fused one (stop-gradient on the text side). See ``docs/text-guidance.md``
-and ``vqfast.distill`` for teacher -> student distillation.
+and ``vqfast.training.distill`` for teacher -> student distillation.
 """
 
 from __future__ import annotations
