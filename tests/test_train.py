@@ -59,7 +59,8 @@ def test_tiny_run_writes_model_report_and_plots(tiny_run):
         assert key in report, key
     assert report["dataset"] == ["BasicMotions"] and report["num_processes"] == 1
     assert report["steps"] == 8 and report["config"]["model"]["num_code"] == 16
-    assert set(report["losses"]) == {"loss", "ts_loss", "vq_loss", "shape_loss", "dist_loss"}
+    assert set(report["losses"]) == {"loss", "ts_loss", "vq_loss", "shape_loss", "dist_loss",
+                                     "shape_norm_loss"}  # the default preset's lambda_s_norm
     assert 1 <= report["codebook"]["used"] <= 16 and report["codebook"]["perplexity"] >= 1
     probe = report["probe"]
     assert probe["protocol"] == "cv" and "cross-validation" in probe["selection"]

@@ -146,8 +146,9 @@ def evaluate(model, untrained, data, settings: ProbeSettings | None, output_dir:
                 "perplexity": tokens.pop("perplexity"),
                 "distinct_shapes": len(distinct.used_groups), "distinct": distinct.as_dict()}
     evaluation = {"split": split, "tokens": tokens, "codebook": codebook,
-                  "warnings": degenerate_warnings(tokens | {"codes_used": codebook["used"]},
-                                                  codebook["distinct_shapes"]),
+                  "warnings": degenerate_warnings(
+                      tokens | {"codes_used": codebook["used"]}, codebook["distinct_shapes"],
+                      sigma_measured=model.config.get("shape_source") == "window"),
                   "images": {}}
     if draw:
         _draw(model, data, values, distinct, evaluation, output_dir, history)

@@ -44,6 +44,7 @@ from vqfast.training.checkpoints import (
     clean_leftovers,
 )
 from vqfast.training.cli import build_parser, build_preset, text_plan
+from vqfast.training.codebook import CodebookCare
 from vqfast.training.distill import trainable_parameters
 from vqfast.training.guard import NonFiniteError
 from vqfast.training.loop import (
@@ -244,7 +245,9 @@ def _setup(args, plan, preset, accelerator, set_seed):
                            balance=args.balance, plan=plan, num_processes=world)
     run = Run(accelerator, model, optimizer, scheduler, objective, pool, batches, settings,
               ckpt_dir, {"settings": current}, describe=_token_metrics(model, accelerator),
-              crash_after_step=args.crash_after_step)
+              crash_after_step=args.crash_after_step,
+              care=CodebookCare(settings.kmeans_init_step, settings.dead_code_every,
+                                seed=args.seed, gather=accelerator.gather))
     facts = {}
     if args.resume:
         differ = {}

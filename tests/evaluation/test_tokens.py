@@ -147,3 +147,8 @@ def test_degenerate_tokens_are_named(change, distinct, words):
 def test_the_issue_run_gets_all_three_warnings():
     issue = {"shape_r2": -0.11, "sigma": {"median": 0.0024}, "codes_used": 58}
     assert len(degenerate_warnings(issue, distinct_shapes=3)) == 3
+
+
+def test_a_small_measured_sigma_is_named_as_flat_windows():
+    (found,) = degenerate_warnings(HEALTHY | {"sigma": {"median": 0.01}}, sigma_measured=True)
+    assert "near-flat stretches" in found and "flat lines" not in found

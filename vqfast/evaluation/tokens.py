@@ -154,11 +154,13 @@ SIGMA_MEDIAN_MIN = 0.05  # median sigma, in units of the series' std (the model 
 DISTINCT_FRACTION_MIN = 0.25  # distinct decoded shapes per code used
 
 
-def degenerate_warnings(metrics: dict, distinct_shapes: int | None = None) -> list[str]:
+def degenerate_warnings(metrics: dict, distinct_shapes: int | None = None, *,
+                        sigma_measured: bool = False) -> list[str]:
     """Sentences saying how the shape tokens of ``metrics`` (``token_metrics``) are degenerate,
     empty when they are not: shape R² <= ``SHAPE_R2_MIN``, median sigma below
     ``SIGMA_MEDIAN_MIN``, or fewer ``distinct_shapes`` than ``DISTINCT_FRACTION_MIN`` of the
-    codes used."""
+    codes used. ``sigma_measured``: sigma is each window's measured std (``shape_source=
+    "window"``), so a small one means windows on near-flat stretches, not a collapsed scale."""
     found = []
     r2 = metrics.get("shape_r2")
     if r2 is not None and r2 <= SHAPE_R2_MIN:
@@ -166,7 +168,11 @@ def degenerate_warnings(metrics: dict, distinct_shapes: int | None = None) -> li
                      "subsequences their windows cover no better than each subsequence's own "
                      "mean.")
     sigma = (metrics.get("sigma") or {}).get("median")
-    if sigma is not None and sigma < SIGMA_MEDIAN_MIN:
+    if sigma is not None and sigma < SIGMA_MEDIAN_MIN and sigma_measured:
+        found.append(f"median sigma is {sigma:.4f} (< {SIGMA_MEDIAN_MIN:g} of the series' "
+                     "standard deviation, measured on each token's window): most windows cover "
+                     "near-flat stretches of the series.")
+    elif sigma is not None and sigma < SIGMA_MEDIAN_MIN:
         found.append(f"median sigma is {sigma:.4f} (< {SIGMA_MEDIAN_MIN:g} of the series' "
                      "standard deviation): most tokens are drawn as flat lines.")
     used = metrics.get("codes_used")

@@ -65,7 +65,11 @@ def run_args(args, dataset: str, seed: int, variant: str, out: Path) -> list[str
     argv = ["--dataset", dataset, "--seed", str(seed), "--max-steps", str(args.steps),
             "--preset", args.preset, "--output-dir", str(out / f"{variant}-seed{seed}"),
             "--probe-seeds", str(args.probe_seeds), "--checkpoint-every", str(10**9),
-            "--no-baseline", "--no-plots", "--num-token", str(args.num_token)]
+            "--no-baseline", "--no-plots", "--num-token", str(args.num_token),
+            # Text enters through the token heads: every model, plain VQShape included, takes its
+            # code, mu and sigma from them (the authors' shape_source), so the study compares
+            # like with like.
+            "--set", "shape_source=tokens"]
     for item in args.set:
         argv += ["--set", item]
     if variant != "plain":

@@ -32,7 +32,8 @@ WEIGHTS_NAME = "model.safetensors"
 # the shape targets) only shape further training and may be changed.
 ARCHITECTURE = ("dim_embedding", "patch_size", "num_patch", "num_enc_head", "num_enc_layer",
                 "num_tokenizer_head", "num_tokenizer_layer", "num_dec_head", "num_dec_layer",
-                "num_token", "len_s", "len_input", "num_code", "dim_code")
+                "num_token", "len_s", "len_input", "num_code", "dim_code", "max_shape_len",
+                "shape_source")
 HEAD_COUNTS = ("num_enc_head", "num_tokenizer_head", "num_dec_head")
 
 

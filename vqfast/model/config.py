@@ -10,8 +10,13 @@ from dataclasses import asdict, dataclass, field
 
 MIN_SHAPE_LEN = 1 / 64  # l_min: the shortest window a token covers (relative to the series)
 
-# The weights of the four losses in the authors' training script (outside their model class).
-LOSS_WEIGHTS = dict(lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_dist=0.8)
+# The weights of the four losses in the authors' training script (outside their model class),
+# and of vqfast's scale-free shape loss (0: off, the authors' objective; see VQShape).
+LOSS_WEIGHTS = dict(lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_dist=0.8, lambda_s_norm=0.0)
+
+# Where a token's code, mu and sigma come from: "tokens" (the authors: heads on the token
+# embedding) or "window" (vqfast: measured on the subsequence the token's window covers).
+SHAPE_SOURCES = ("tokens", "window")
 
 
 def _keyword(default, official: str | None = None, *, fallback: str | None = None,
@@ -52,6 +57,9 @@ class VQShapeConfig:
     lambda_entropy: float = _keyword(0.1, "lambda_vq_entropy")
     entropy_gamma: float = _keyword(1.0)
     mask_ratio: float = _keyword(0.25, optional=True)
+    # vqfast's options beyond the authors' model (None / off: their computation, bit for bit).
+    max_shape_len: float | None = _keyword(None, optional=True)
+    shape_source: str = _keyword("tokens", optional=True)
 
     def __post_init__(self):
         _validate(self)
@@ -95,6 +103,11 @@ def _validate(c: VQShapeConfig) -> None:
          "'standard' Euclidean codebook (their 'vqtorch' option needs an external library)")
     need(0 <= c.mask_ratio < 1, f"mask_ratio must be in [0, 1), got {c.mask_ratio}")
     need(c.lambda_entropy >= 0, "lambda_entropy must be >= 0")
+    need(c.shape_source in SHAPE_SOURCES,
+         f"shape_source must be one of {SHAPE_SOURCES}, got {c.shape_source!r}")
+    need(c.max_shape_len is None or MIN_SHAPE_LEN < c.max_shape_len <= 1,
+         f"max_shape_len must be None (the authors' windows, up to the series' end) or in "
+         f"({MIN_SHAPE_LEN:g}, 1], got {c.max_shape_len!r}")
 
 
 DEFAULTS = VQShapeConfig().as_dict()

@@ -97,6 +97,11 @@ class VQShapeText(VQShape):
                  num_text_head: int | None = None, text_model: str | None = None,
                  align_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.config["shape_source"] != "tokens":
+            raise ValueError(
+                f"VQShapeText: shape_source={self.config['shape_source']!r} measures code, mu "
+                "and sigma on each token's window, so the text fused into the token heads would "
+                "change nothing; use shape_source='tokens' (the authors')")
         if fusion not in FUSIONS:
             raise ValueError(f"VQShapeText: fusion must be one of {FUSIONS}, got {fusion!r}")
         if text_keys not in TEXT_KEYS:

@@ -22,6 +22,7 @@ from vqfast.model import checkpoint
 from vqfast.model.config import LOSS_WEIGHTS, MIN_SHAPE_LEN, VQShapeConfig
 from vqfast.model.functional import disentanglement_loss, instance_stats, observed_stats
 from vqfast.model.modules import (
+    MLP,
     AttributeDecoder,
     AttributeEncoder,
     Codebook,
@@ -34,14 +35,35 @@ from vqfast.model.modules import (
 MODES = ("pretrain", "evaluate", "tokenize", "forecast", "imputation")
 
 
-def total_loss(losses: dict, lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_dist=0.8):
-    """The pre-training objective from a ``losses`` dict, weighted as in the authors' script."""
-    return (
+def total_loss(losses: dict, lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_dist=0.8,
+               lambda_s_norm=0.0):
+    """The pre-training objective from a ``losses`` dict, weighted as in the authors' script, plus
+    ``lambda_s_norm`` times vqfast's ``shape_norm_loss`` where ``losses`` has it."""
+    total = (
         lambda_x * losses["ts_loss"].mean()
         + lambda_z * losses["vq_loss"].mean()
         + lambda_s * losses["shape_loss"].mean()
         + lambda_dist * losses["dist_loss"].mean()
     )
+    if lambda_s_norm and "shape_norm_loss" in losses:
+        total = total + lambda_s_norm * losses["shape_norm_loss"].mean()
+    return total
+
+
+# Added to a window's variance (in units of its series' variance) before z-scoring it: a near-flat
+# window stays near flat instead of its noise being blown up to unit variance.
+WINDOW_VAR_EPS = 1e-2
+
+
+def measure_windows(s: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+    """Subsequences ``s (B, N, L)`` of series with ``mean``/``std`` ``(B, 1)`` -> their z-scored
+    shapes ``(s_n - m) / sqrt(v + WINDOW_VAR_EPS)``, offsets ``m`` and scales ``sqrt(v)``
+    ``(B, N, 1)``, where ``s_n`` is ``s`` in units of its series and ``m``, ``v`` its per-window
+    mean and (population) variance."""
+    s_n = (s - mean.unsqueeze(1)) / std.unsqueeze(1)
+    m = s_n.mean(-1, keepdim=True)
+    v = s_n.var(-1, unbiased=False, keepdim=True)
+    return (s_n - m) / (v + WINDOW_VAR_EPS).sqrt(), m, v.sqrt()
 
 
 class VQShape(nn.Module):
@@ -86,6 +108,13 @@ class VQShape(nn.Module):
             self.attr_decoder = AttributeDecoder(c.dim_code, c.dim_embedding)
             self.shape_decoder = ShapeDecoder(c.dim_code, c.len_s,
                                               out_kernel_size=c.s_smooth_factor)
+        if c.shape_source == "window":
+            # Built last, so that a seed gives the authors' modules their initial weights; the
+            # heads whose outputs the window replaces take no part.
+            self.window_encoder = MLP(c.len_s, c.dim_code, c.dim_embedding)
+            for head in (self.attr_decoder.z_head, self.attr_decoder.mu_head,
+                         self.attr_decoder.sigma_head):
+                head.requires_grad_(False)
         self.backend = backend
         self.fast = False
         # Weights of the four losses in the pre-training objective (the authors keep them in their
@@ -268,17 +297,33 @@ class VQShape(nn.Module):
     def _from_tokens(self, h, x, stats, *, compute_loss, return_latents=False, text=None):
         """Everything after the tokenizer: attributes, codes, decoders, losses."""
         mean, std = stats
+        window = self.config["shape_source"] == "window"
         # attributes: shape latent, window start t and length l >= l_min, offset mu, scale sigma.
-        z_e, tl, mu_hat, sigma_hat = self.decode_attributes(h, text)
+        if window:
+            tl = torch.sigmoid(self.attr_decoder.tl_mean_head(h))
+        else:
+            z_e, tl, mu_hat, sigma_hat = self.decode_attributes(h, text)
         t_hat = tl[..., [0]] * (1 - MIN_SHAPE_LEN)
-        l_hat = tl[..., [1]] * (1 - t_hat) + MIN_SHAPE_LEN
+        span = 1 - t_hat
+        if self.config["max_shape_len"] is not None:  # vqfast: l <= max_shape_len
+            span = span.clamp(max=self.config["max_shape_len"] - MIN_SHAPE_LEN)
+        l_hat = tl[..., [1]] * span + MIN_SHAPE_LEN
+        s = None
+        if window or compute_loss:
+            s = self._subsequences(x, t_hat, l_hat)
+        if window:
+            # vqfast: the latent is encoded from the window's z-scored shape; mu and sigma are the
+            # window's measured offset and scale (data, like the authors' detached target s).
+            shape_true, mu_hat, sigma_hat = measure_windows(s.detach(), mean, std)
+            z_e = self.window_encoder(shape_true)
         # codes: nearest codebook entry (straight-through) and the VQ loss.
         z_q, z_idx, z_loss = self.codebook(z_e, compute_loss=compute_loss)
         # decoders: the series from every token's attributes, each token's shape from its code,
         # both back in the scale of x.
         h_hat = self.attr_encoder(z_q, t_hat, l_hat, mu_hat, sigma_hat)
         x_hat = self.decoder(h_hat) * std + mean
-        s_hat = self.shape_decoder(z_q) * sigma_hat + mu_hat
+        shape = self.shape_decoder(z_q)
+        s_hat = shape * sigma_hat + mu_hat
         s_hat = s_hat * std.unsqueeze(1) + mean.unsqueeze(1)
 
         outputs = {
@@ -301,9 +346,6 @@ class VQShape(nn.Module):
         # losses: reconstruction, shapes against the subsequences their windows cover, VQ,
         # disentanglement of the windows.
         x_loss = nn.functional.mse_loss(x_hat, x)
-        s = ops.extract_subsequence(x.float(), t_hat.float(), l_hat.float(), self.config["len_s"],
-                                    self.config["s_smooth_factor"],
-                                    backend=self.backend).to(x.dtype)
         s_loss = nn.functional.mse_loss(s_hat, s.detach())
         outputs["s_true"] = s
         dist = disentanglement_loss(t_hat, l_hat, MIN_SHAPE_LEN)
@@ -313,7 +355,19 @@ class VQShape(nn.Module):
             "shape_loss": s_loss.unsqueeze(0),
             "dist_loss": dist.unsqueeze(0),
         }
+        if self.loss_weights.get("lambda_s_norm"):
+            # vqfast: the decoded shape against the window's z-scored shape, a gradient into the
+            # shape decoder that, unlike shape_loss's (proportional to sigma), does not vanish
+            # when sigma collapses.
+            shape_true = measure_windows(s.detach(), mean, std)[0]
+            losses["shape_norm_loss"] = nn.functional.mse_loss(shape, shape_true).unsqueeze(0)
         return outputs, losses
+
+    def _subsequences(self, x, t_hat, l_hat):
+        """The subsequences ``(B, N, len_s)`` of ``x`` the windows ``(t, l)`` cover."""
+        return ops.extract_subsequence(x.float(), t_hat.float(), l_hat.float(),
+                                       self.config["len_s"], self.config["s_smooth_factor"],
+                                       backend=self.backend).to(x.dtype)
 
     # ------------------------------------------------------------------ persistence
 

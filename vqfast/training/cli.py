@@ -40,7 +40,13 @@ MODEL_HELP = {
     "lambda_entropy": "weight of the codebook entropy term",
     "entropy_gamma": "gamma of the codebook entropy term",
     "mask_ratio": "share of patches masked in pre-training",
+    "shape_source": "where a token's code, mu and sigma come from: 'tokens' (heads on the token "
+                    "embedding, the authors') or 'window' (measured on the token's window)",
+    "max_shape_len": "longest window a token may cover, as a share of the series (none: up to "
+                     "the series' end, as the authors)",
 }
+# Keywords whose default is None: the type their values take on the command line.
+NONE_DEFAULT_TYPES = {"max_shape_len": float}
 
 
 def preset_values(key: str) -> str:
@@ -127,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     model = p.add_argument_group("model overrides (VQShape keywords)")
     for key, value in DEFAULTS.items():
         hidden = key == "codebook_type"
-        model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}", type=type(value),
+        model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}",
+                           type=NONE_DEFAULT_TYPES[key] if value is None else type(value),
                            default=None, metavar=key.upper(), help=argparse.SUPPRESS if hidden else
                            f"{MODEL_HELP[key]} ({preset_values(key)})")
     p.add_argument("--no-fast", action="store_true",

@@ -84,6 +84,7 @@ class Run:
     ckpt_dir: Path
     state_extra: dict  # saved in every checkpoint (settings, ...)
     describe: object = None
+    care: object = None  # a CodebookCare (vqfast.training.codebook), or None
     crash_after_step: int | None = None
     step: int = 0
     history: list = field(default_factory=list)
@@ -126,6 +127,8 @@ def restore(run: Run, path: Path) -> dict:
     run.step, run.history = state["step"], state["history"]
     run.train_seconds = state["train_seconds"]
     run.window.load(rank_state, run.accelerator.device)
+    if run.care is not None:
+        run.care.load(rank_state.get("codebook_care"))
     run.last_checkpoint = path
     return state
 
@@ -149,9 +152,16 @@ def save(run: Run, elapsed: float) -> Path:
              "num_processes": run.accelerator.num_processes, **run.state_extra}
     path = save_checkpoint(run.accelerator, run.ckpt_dir, run.step, state, model=core,
                            optimizer=run.optimizer, scheduler=run.scheduler,
-                           rank_state=run.window.state())
+                           rank_state=rank_state(run))
     run.last_checkpoint = path
     return path
+
+
+def rank_state(run: Run) -> dict:
+    state = run.window.state()
+    if run.care is not None:
+        state["codebook_care"] = run.care.state()
+    return state
 
 
 def last_good(run: Run) -> str:
@@ -183,6 +193,10 @@ def train(run: Run, progress=None) -> None:
     params = [p for p in run.model.parameters() if p.requires_grad]
     watch = DivergenceWatch(run.history[0]["loss"] if run.history else None)
     reduce = acc.reduce if world > 1 else None
+    care = run.care if run.care is not None and run.care.active else None
+    core = acc.unwrap_model(run.model)
+    if care is not None:
+        run.objective.latents = True  # the care reads z_e
     run.model.train()
     t0 = time.perf_counter()
     while run.step < s.max_steps:
@@ -197,6 +211,8 @@ def train(run: Run, progress=None) -> None:
                 terms = {"loss": loss, **losses}
                 health.add(terms)
                 acc.backward(loss / accum)
+            if care is not None:
+                care.observe(outputs["z_e"], outputs["code_idx"], core.num_code)
             run.window.add(terms, accum)
         norm = (acc.clip_grad_norm_(run.model.parameters(), s.grad_clip) if s.grad_clip
                 else grad_norm(params))
@@ -207,6 +223,8 @@ def train(run: Run, progress=None) -> None:
         run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
         run.step += 1
+        if care is not None:
+            care.after_step(run.step, core.codebook.embedding, run.optimizer)
         run.window.end_step()
         if progress is not None:
             progress.update(1)

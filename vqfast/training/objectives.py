@@ -32,6 +32,8 @@ class TextBank:
 
 
 class Objective:
+    latents = False  # also return the pre-quantization latents z_e in the outputs
+
     def __call__(self, model, x, rows):
         loss, losses, _ = self.with_outputs(model, x, rows)
         return loss, losses
@@ -42,7 +44,7 @@ class Objective:
 
 class PlainObjective(Objective):
     def with_outputs(self, model, x, rows):
-        outputs, losses = model(x, mode="pretrain")
+        outputs, losses = model(x, mode="pretrain", return_latents=self.latents)
         return _core(model).total_loss(losses), losses, outputs
 
 
@@ -55,7 +57,7 @@ class TextObjective(Objective):
 
     def with_outputs(self, model, x, rows):
         outputs, losses = model(x, mode="pretrain", text=self.bank.for_rows(rows),
-                                align=self.align)
+                                align=self.align, return_latents=self.latents)
         return _core(model).total_loss(losses), losses, outputs
 
 

@@ -76,6 +76,12 @@ class TextPlan:
             teacher.requires_grad_(False)
             preset.model = dict(teacher.vqshape_config)
             return student_from_teacher(teacher), teacher
+        if preset.model.get("shape_source", "tokens") != "tokens":
+            # Text enters through the token heads, which shape_source="window" does not use.
+            print(f"vqfast: text guidance fuses text into the token heads: shape_source="
+                  f"{preset.model['shape_source']!r} of preset {preset.name!r} replaced by "
+                  "'tokens' (the authors')")
+            preset.model["shape_source"] = "tokens"
         model = VQShapeText(**preset.model, fusion=self.fusion, text_keys=self.text_keys,
                             text_model=self.text_model, align_weight=self.align_weight)
         model.loss_weights.update(preset.loss_weights)

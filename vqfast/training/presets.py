@@ -3,8 +3,11 @@
 - ``paper``: the authors' pre-training script (``pretrain.sh``): E 512, K 512, 64 tokens, batch
   512 x 4 accumulation, AdamW 1e-4, 1000 warm-up steps, cosine to 1e-5, bf16 on GPUs.
 - ``paper-256``: the same with E 256 (their other released size).
-- ``default``: a small model that trains in minutes on a 2-core CPU and still learns a codebook
-  worth looking at (the main job's default).
+- ``default``: a small model that trains in minutes on a 2-core CPU and learns a codebook of
+  distinct shapes (the main job's default). It turns on vqfast's remedies for degenerate shape
+  tokens (docs/shape-collapse.md): windows of at most 12 % of the series, code, mu and sigma
+  measured on each token's window (``shape_source="window"``), the scale-free shape loss, and
+  k-means initialization and dead-code restart of the codebook.
 
 Every value can be overridden (``vqfast/train.py --set key=value`` or the named options).
 """
@@ -32,6 +35,9 @@ class TrainSettings:
     epochs: float | None = None  # when set, max_steps is derived from it
     checkpoint_every: int = 1000
     log_every: int = 50
+    # vqfast's codebook care (vqfast.training.codebook; 0: off, the authors' training)
+    kmeans_init_step: int = 0
+    dead_code_every: int = 0
 
 
 @dataclass
@@ -65,10 +71,12 @@ PRESETS: dict[str, Preset] = {
         dict(
             DEFAULTS, dim_embedding=64, num_enc_head=4, num_enc_layer=2, num_tokenizer_head=4,
             num_tokenizer_layer=2, num_dec_head=4, num_dec_layer=1, num_token=32, len_s=32,
-            num_code=64,
+            num_code=64, max_shape_len=0.12, shape_source="window",
         ),
         TrainSettings(batch_size=64, grad_accum=1, lr=1e-3, min_lr=1e-4, warmup_steps=100,
-                      max_steps=1600, checkpoint_every=400, log_every=20),
+                      max_steps=1600, checkpoint_every=400, log_every=20, kmeans_init_step=100,
+                      dead_code_every=100),
+        dict(LOSS_WEIGHTS, lambda_s_norm=1.0),
     ),
 }
 
@@ -86,7 +94,9 @@ def apply_overrides(preset: Preset, overrides: dict) -> Preset:
     train_names = {f.name for f in fields(TrainSettings)}
     for key, value in overrides.items():
         if key in preset.model:
-            preset.model[key] = type(preset.model[key])(value) if value is not None else value
+            current = preset.model[key]
+            preset.model[key] = (type(current)(value) if None not in (value, current)
+                                 else value)
         elif key in train_names:
             setattr(preset.train, key, value)
         elif key in preset.loss_weights:
