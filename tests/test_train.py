@@ -59,8 +59,7 @@ def test_tiny_run_writes_model_report_and_plots(tiny_run):
         assert key in report, key
     assert report["dataset"] == ["BasicMotions"] and report["num_processes"] == 1
     assert report["steps"] == 8 and report["config"]["model"]["num_code"] == 16
-    assert set(report["losses"]) == {"loss", "ts_loss", "vq_loss", "shape_loss", "dist_loss",
-                                     "shape_norm_loss"}  # the default preset's lambda_s_norm
+    assert set(report["losses"]) == {"loss", "ts_loss", "vq_loss", "shape_loss", "dist_loss"}
     assert 1 <= report["codebook"]["used"] <= 16 and report["codebook"]["perplexity"] >= 1
     probe = report["probe"]
     assert probe["protocol"] == "cv" and "cross-validation" in probe["selection"]
@@ -217,3 +216,21 @@ def test_text_options_make_one_plan():
     assert plan.distill_targets == ("z_e", "t_pred")
     assert plan.report == {"source": "describe", "mode": "distill", "fusion": "z",
                            "keys": "tokens", "teacher": "t"}
+
+
+def test_a_preset_batch_larger_than_the_pool_is_fitted_and_said():
+    from vqfast.train import fit_batch_to_pool
+    from vqfast.training.presets import TrainSettings
+
+    said = []
+    settings = TrainSettings(batch_size=64)
+    fit_batch_to_pool(SimpleNamespace(batch_size=None, set=[]), settings, 50, 2, said.append)
+    assert settings.batch_size == 25 and "50 series" in said[0] and "--batch-size" in said[0]
+    for chosen in (SimpleNamespace(batch_size=64, set=[]),
+                   SimpleNamespace(batch_size=None, set=["batch_size=64"])):
+        settings = TrainSettings(batch_size=64)
+        fit_batch_to_pool(chosen, settings, 50, 1, said.append)
+        assert settings.batch_size == 64  # the user's choice is kept (and refused later)
+    settings = TrainSettings(batch_size=64)
+    fit_batch_to_pool(SimpleNamespace(batch_size=None, set=[]), settings, 500, 1, said.append)
+    assert settings.batch_size == 64 and len(said) == 1

@@ -217,6 +217,21 @@ def main(argv=None) -> dict:
     return report
 
 
+def fit_batch_to_pool(args, settings, pool_size: int, world: int, log=print) -> None:
+    """A preset's batch larger than a small training pool (GunPoint has 50 series) is lowered to
+    what every process can fill, saying so; a batch size the user chose is kept (and refused
+    later with the fix named)."""
+    chosen = args.batch_size is not None or any(
+        item.split("=", 1)[0].strip() == "batch_size" for item in args.set)
+    fitted = pool_size // world
+    if chosen or pool_size >= settings.batch_size * world or fitted < 1:
+        return
+    log(f"vqfast: the training pool has {pool_size} series, fewer than the preset's batch of "
+        f"{settings.batch_size} per process x {world} process(es): using batches of {fitted} "
+        "(--batch-size N chooses)")
+    settings.batch_size = fitted
+
+
 def _setup(args, plan, preset, accelerator, set_seed):
     """Everything before the first step: the model, the data, the optimizer and, with
     ``--resume``, the state of the newest loadable checkpoint."""
@@ -231,6 +246,7 @@ def _setup(args, plan, preset, accelerator, set_seed):
     objective = plan.objective(labelled, pool, sources, teacher, accelerator.device,
                                log=accelerator.print)
     world, rank = accelerator.num_processes, accelerator.process_index
+    fit_batch_to_pool(args, settings, len(pool), world, accelerator.print)
     batches = ShardedBatches(len(pool), settings.batch_size, rank, world, args.seed)
     if settings.epochs is not None:
         settings.max_steps = batches.optimizer_steps(settings.epochs, settings.grad_accum)

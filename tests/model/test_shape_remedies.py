@@ -31,7 +31,7 @@ def test_every_remedy_is_off_by_default():
     assert DEFAULTS["max_shape_len"] is None and DEFAULTS["shape_source"] == "tokens"
     assert LOSS_WEIGHTS["lambda_s_norm"] == 0.0
     assert TrainSettings().kmeans_init_step == 0 and TrainSettings().dead_code_every == 0
-    for name in ("paper", "paper-256"):
+    for name in ("paper", "paper-256", "default-authors"):
         p = get_preset(name)
         assert p.model["shape_source"] == "tokens" and p.model["max_shape_len"] is None
         assert p.loss_weights["lambda_s_norm"] == 0.0

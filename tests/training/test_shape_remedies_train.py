@@ -7,10 +7,9 @@ import json
 
 from tests.training.conftest import TINY, launch, same_weights, weights
 
-STEPS = ["--max-steps", "60", "--log-every", "20", "--set", "kmeans_init_step=20",
-         "--set", "dead_code_every=20"]
-AUTHORS = ["--set", "shape_source=tokens", "--set", "max_shape_len=none",
-           "--set", "lambda_s_norm=0", "--set", "kmeans_init_step=0", "--set", "dead_code_every=0"]
+STEPS = ["--max-steps", "60", "--log-every", "20"]
+CARE = ["--set", "kmeans_init_step=20", "--set", "dead_code_every=20"]
+AUTHORS = ["--preset", "default-authors"]
 
 
 def run(tmp_path, cache_dir, name, extra):
@@ -23,7 +22,7 @@ def run(tmp_path, cache_dir, name, extra):
 
 def test_remedies_raise_distinct_shapes_over_the_authors_computation(tmp_path, cache_dir):
     _, authors = run(tmp_path, cache_dir, "authors", AUTHORS)
-    _, remedied = run(tmp_path, cache_dir, "remedied", [])
+    _, remedied = run(tmp_path, cache_dir, "remedied", CARE)
     assert authors["config"]["model"]["shape_source"] == "tokens"
     assert remedied["config"]["model"]["shape_source"] == "window"
     a, r = authors["codebook"], remedied["codebook"]
@@ -35,10 +34,10 @@ def test_remedies_raise_distinct_shapes_over_the_authors_computation(tmp_path, c
 
 
 def test_a_resumed_run_with_codebook_care_ends_as_an_uninterrupted_one(tmp_path, cache_dir):
-    whole, _ = run(tmp_path, cache_dir, "whole", ["--checkpoint-every", "30"])
+    whole, _ = run(tmp_path, cache_dir, "whole", CARE + ["--checkpoint-every", "30"])
     part = tmp_path / "part"
-    args = TINY + STEPS + ["--checkpoint-every", "30", "--output-dir", str(part), "--cache-dir",
-                           str(cache_dir)]
+    args = TINY + STEPS + CARE + ["--checkpoint-every", "30", "--output-dir", str(part),
+                                  "--cache-dir", str(cache_dir)]
     first = launch(args + ["--crash-after-step", "30"], tmp_path / "part1.log")
     assert first.code == 3, first.output
     second = launch(args + ["--resume"], tmp_path / "part2.log")

@@ -52,7 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--text-file", help="notes file for --text file")
     p.add_argument("--fusion", choices=FUSIONS, default="z")
     p.add_argument("--probe-seeds", type=int, default=3)
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="default-authors", choices=sorted(PRESETS),
+                   help="every run's preset (text enters through the token heads, so every run, "
+                        "plain VQShape included, uses shape_source=tokens)")
     p.add_argument("--output-dir", type=Path, default=Path("runs/text-guidance"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="passed to every run (model or optimizer setting)")

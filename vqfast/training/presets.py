@@ -3,18 +3,19 @@
 - ``paper``: the authors' pre-training script (``pretrain.sh``): E 512, K 512, 64 tokens, batch
   512 x 4 accumulation, AdamW 1e-4, 1000 warm-up steps, cosine to 1e-5, bf16 on GPUs.
 - ``paper-256``: the same with E 256 (their other released size).
+- ``default-authors``: ``default`` with the authors' computation (the remedies off).
 - ``default``: a small model that trains in minutes on a 2-core CPU and learns a codebook of
   distinct shapes (the main job's default). It turns on vqfast's remedies for degenerate shape
   tokens (docs/shape-collapse.md): windows of at most 12 % of the series, code, mu and sigma
-  measured on each token's window (``shape_source="window"``), the scale-free shape loss, and
-  k-means initialization and dead-code restart of the codebook.
+  measured on each token's window (``shape_source="window"``), and k-means initialization and
+  dead-code restart of the codebook.
 
 Every value can be overridden (``vqfast/train.py --set key=value`` or the named options).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from vqfast.model import DEFAULTS, LOSS_WEIGHTS
 
@@ -76,9 +77,14 @@ PRESETS: dict[str, Preset] = {
         TrainSettings(batch_size=64, grad_accum=1, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                       max_steps=1600, checkpoint_every=400, log_every=20, kmeans_init_step=100,
                       dead_code_every=100),
-        dict(LOSS_WEIGHTS, lambda_s_norm=1.0),
     ),
 }
+PRESETS["default-authors"] = Preset(
+    "default-authors", "the default preset's sizes and schedule with the authors' computation "
+    "(none of vqfast's shape remedies)",
+    dict(PRESETS["default"].model, max_shape_len=None, shape_source="tokens"),
+    replace(PRESETS["default"].train, kmeans_init_step=0, dead_code_every=0),
+)
 
 
 def get_preset(name: str) -> Preset:
