@@ -169,3 +169,12 @@ def test_codebook_care_initializes_then_restarts_dead_codes():
     assert len(resumed.buffer) == len(care.buffer) and resumed.events == care.events
     with pytest.raises(ValueError, match="dead_code_every"):
         CodebookCare(0, -1)
+
+
+def test_window_source_refuses_modes_where_part_of_the_series_is_unknown():
+    model = build(shape_source="window")
+    x = series(2)
+    with pytest.raises(ValueError, match="part of the series is unknown"):
+        model(x, mode="forecast", num_input_patch=32)
+    with pytest.raises(ValueError, match="shape_source='tokens'"):
+        model(x, mode="imputation", mask=torch.zeros_like(x))

@@ -52,9 +52,8 @@ def total_loss(losses: dict, lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_di
 
 # Added to a window's variance (in units of its series' variance) before z-scoring it: a window
 # much quieter than its series (std well under half the series') stays near flat instead of its
-# noise being blown up to unit variance, so its code says "quiet here". Measured
-# (docs/shape-collapse.md): 0.25 against 0.01 raised the main job's histogram probe from 0.835
-# to 0.933 at the same shape R² (0.82).
+# noise being blown up to unit variance, so its code says "quiet here" (docs/shape-collapse.md:
+# same shape R² as 0.01; its effect on the histogram probe is within the run-to-run spread).
 WINDOW_VAR_EPS = 0.25
 
 
@@ -220,6 +219,7 @@ class VQShape(nn.Module):
                  return_latents=False, text=None):
         """Tokenize from the first ``num_input_patch`` patches (Python slice semantics, as the
         authors': -1 means all but the last) and reconstruct the whole window."""
+        self._needs_token_heads("forecast")
         x = self._check(x, "forecast")
         n, num_patch = int(num_input_patch), self.encoder.num_patch
         if n == 0 or not -num_patch < n <= num_patch:
@@ -240,6 +240,7 @@ class VQShape(nn.Module):
         batch, each series is normalized by its own observed values, so a result does not depend
         on the other series in the batch (identical for a batch of one).
         """
+        self._needs_token_heads("imputation")
         if mask is None:
             raise ValueError("VQShape.imputation: pass mask (B, T), 1 where a value is missing")
         x_raw = torch.as_tensor(x)
@@ -268,6 +269,14 @@ class VQShape(nn.Module):
         return result["x_pred"], result
 
     # ------------------------------------------------------------------ the shared pass
+
+    def _needs_token_heads(self, mode):
+        if self.config["shape_source"] == "window":
+            raise ValueError(
+                f"{type(self).__name__}.{mode}: this model has shape_source='window', which "
+                "measures every token's window on the series itself, and in this mode part of "
+                "the series is unknown (the windows would read it); use a model trained with "
+                "shape_source='tokens' (the authors', e.g. --preset default-authors)")
 
     def _check(self, x, where):
         return check_series(x, self.len_input, f"{type(self).__name__}.{where}",
