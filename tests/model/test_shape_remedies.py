@@ -178,3 +178,13 @@ def test_window_source_refuses_modes_where_part_of_the_series_is_unknown():
         model(x, mode="forecast", num_input_patch=32)
     with pytest.raises(ValueError, match="shape_source='tokens'"):
         model(x, mode="imputation", mask=torch.zeros_like(x))
+
+
+def test_codebook_care_leaves_a_frozen_codebook_alone():
+    codebook = torch.nn.Embedding(8, 2).requires_grad_(False)
+    before = codebook.weight.clone()
+    care = CodebookCare(kmeans_init_step=1, dead_code_every=1)
+    care.observe(5 * torch.randn(1, 64, 2), torch.zeros(1, 64, dtype=torch.long), 8)
+    care.after_step(1, codebook)
+    care.after_step(2, codebook)
+    assert torch.equal(codebook.weight, before)

@@ -81,7 +81,8 @@ class CodebookCare:
 
     @torch.no_grad()
     def after_step(self, step: int, codebook: torch.nn.Embedding, optimizer=None) -> None:
-        if not self.buffer:
+        """A frozen codebook (a distilled student's, the teacher's bit for bit) is left alone."""
+        if not self.buffer or not codebook.weight.requires_grad:
             return
         weight = codebook.weight
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
