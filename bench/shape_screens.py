@@ -3,7 +3,10 @@
 Each run pre-trains the ``default`` preset (fast layers, fused AdamW, the preset's schedule) for
 ``--steps`` on one dataset's training split, with the remedies named by the options, then measures
 the shape tokens on the test split (``token_metrics_on`` + distinct shapes) and appends one JSON
-line to ``--out``. Remedies here are the experiment's; the ones that work are options of vqfast.
+line to ``--out``. It is the record of the screens in docs/shape-collapse.md and keeps its own
+implementation of each remedy as screened (a window damping of 0.01, its own k-means and
+restart); the ones that worked are vqfast's options (``shape_source="window"``,
+``max_shape_len``, ``vqfast.training.codebook``), which ``train.py --set`` turns on.
 
     python bench/shape_screens.py --dataset GunPoint --steps 400 --norm-shape 1 --tag norm
 """
