@@ -3,9 +3,10 @@
 //
 // Vectors are GCC/Clang vector extensions of 64 bytes (16 floats or 8 doubles; one AVX-512 or four
 // NEON registers), or of 32 bytes (one AVX2 register) on x86 without AVX-512: 64-byte vectors split
-// over AVX2 registers made the search many times slower there (compares and selects spill). The codebook is stored transposed in blocks of one vector of
-// codes: packed[block * D + d][lane] = codebook[block * LANES + lane][d]. Missing codes of the last
-// block are +inf, so their distance is +inf and they never win.
+// over AVX2 registers made the search many times slower there (compares and selects spill). The
+// codebook is stored transposed in blocks of one vector of codes:
+// packed[block * D + d][lane] = codebook[block * LANES + lane][d]. Missing codes of the last block
+// are +inf, so their distance is +inf and they never win.
 //
 // Distances are computed directly as sum_d (z_d - e_d)^2 (one fma per dimension), which is more
 // accurate than the |z|^2 + |e|^2 - 2 z.e expansion; lanes keep running minima and their indices,
