@@ -175,6 +175,24 @@ def test_text_teacher_then_distilled_student(tmp_path, cache_dir):
     assert torch.equal(student.codebook.embedding.weight, teacher.codebook.embedding.weight)
 
 
+def test_contrastive_model_trains_and_predicts_without_text(tmp_path, cache_dir):
+    """--text-mode contrastive: a VQShapeText whose tokens never read text, trained with the
+    contrastive loss; its report has no with-text probe."""
+    out = tmp_path / "contrastive"
+    run(TINY + ["--max-steps", "4", "--probe-seeds", "1", "--cache-dir", str(cache_dir),
+                "--text", "describe", "--text-mode", "contrastive", "--output-dir", str(out)],
+        env_extra={"HF_HUB_OFFLINE": "1"})
+    report = json.loads((out / "report.json").read_text())
+    assert report["model_type"] == "VQShapeText" and "contrastive_loss" in report["losses"]
+    assert "probe" in report and "probe_with_text" not in report
+    assert report["text"]["mode"] == "contrastive"
+    model = VQShape.from_pretrained(out / "model")
+    assert model.config["contrastive_weight"] == 1.0
+    proc = run(TINY + ["--text", "label", "--text-mode", "contrastive", "--contrastive-weight",
+                       "0", "--output-dir", str(tmp_path / "zero")], check=False)
+    assert proc.returncode != 0 and "--contrastive-weight > 0" in proc.stderr
+
+
 def test_text_options_are_checked(tmp_path):
     proc = run(["--text-mode", "align", "--output-dir", str(tmp_path)], check=False)
     assert proc.returncode != 0 and "needs text" in proc.stderr

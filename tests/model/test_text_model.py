@@ -205,3 +205,60 @@ def test_distilled_student_keeps_the_teachers_codebook_and_ignores_text():
     assert torch.equal(a["token"], b["token"])
     with pytest.raises(TypeError):
         student(x, mode="tokenize", text=texts)
+
+
+def test_contrastive_loss_on_constructed_cases():
+    from vqfast.model.functional import contrastive_loss
+
+    eye = torch.eye(3, dtype=torch.bool)
+    v = torch.eye(3)
+    # Matching pairs far apart from the rest: loss -> 0; every pair alike: log B each way.
+    assert contrastive_loss(v, v, eye, 0.01).item() == pytest.approx(0.0, abs=1e-6)
+    same = torch.ones(3, 4)
+    assert contrastive_loss(same[:, :3], same[:, :3], eye, 0.1).item() == pytest.approx(
+        torch.log(torch.tensor(3.0)).item(), rel=1e-6)
+    # Rows with the same text are positives of each other: two rows matching one text lose
+    # nothing for choosing either copy.
+    text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    pos = (text[:, None] == text[None]).all(-1)
+    series = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert contrastive_loss(series, text, pos, 0.01).item() == pytest.approx(0.0, abs=1e-6)
+    # Each series' own text orthogonal to it while another text matches: a large loss.
+    assert contrastive_loss(v, v.roll(1, dims=0), eye, 0.01).item() > 10
+
+
+def test_contrastive_mode_trains_text_free_tokens():
+    torch.manual_seed(0)
+    model = VQShapeText(**TINY, contrastive_weight=0.5).train()
+    x = torch.randn(4, 512).cumsum(-1)
+    emb = token_embeddings(4)
+    outputs, losses = model(x, mode="pretrain", text=emb, contrastive=True)
+    assert set(losses) == {"ts_loss", "vq_loss", "shape_loss", "dist_loss", "contrastive_loss"}
+    total = model.total_loss(losses)
+    assert total.item() == pytest.approx(
+        VQShape.total_loss(model, losses).item() + 0.5 * losses["contrastive_loss"].item(),
+        rel=1e-6)
+    total.backward()
+    # The pooled-token head and the text projection learn; the cross-attention is never used.
+    assert model.text_contrast_head.weight.grad.abs().sum() > 0
+    assert model.text_project.weight.grad.abs().sum() > 0
+    assert all(not p.requires_grad for m in (model.text_attention, model.text_norm)
+               for p in m.parameters())
+    # Tokens are text-free: the same as the plain VQShape of the same weights, and text at
+    # prediction time is refused.
+    model.eval()
+    plain = VQShape(**TINY)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if not k.startswith("text_")})
+    plain.eval()
+    a, _ = model(x, mode="tokenize")
+    b, _ = plain(x, mode="tokenize")
+    assert torch.equal(a["token"], b["token"])
+    with pytest.raises(ValueError, match="only in pre-training"):
+        model(x, mode="tokenize", text=emb)
+    with pytest.raises(ValueError, match="needs text"):
+        model(x, mode="pretrain", contrastive=True)
+    with pytest.raises(ValueError, match="contrastive_weight > 0"):
+        VQShapeText(**TINY)(x, mode="pretrain", text=emb, contrastive=True)
+    with pytest.raises(ValueError, match="contrastive_weight must be"):
+        VQShapeText(**TINY, contrastive_weight=-1.0)

@@ -1,11 +1,12 @@
-"""Small pieces of VQShape's math that are not ops: normalization statistics and the
-disentanglement loss."""
+"""Small pieces of VQShape's math that are not ops: normalization statistics, the
+disentanglement loss and the contrastive loss of ``VQShapeText``'s contrastive mode."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,3 +38,22 @@ def disentanglement_loss(
     eye = torch.eye(loss.shape[-1], device=loss.device).unsqueeze(0)
     off_diagonal = torch.ones_like(loss) - eye
     return (loss * off_diagonal).mean()
+
+
+def contrastive_loss(series: torch.Tensor, text: torch.Tensor, positives: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE between ``series (B, d)`` and ``text (B, d)`` embeddings.
+
+    ``positives (B, B)`` (bool) marks the pairs that belong together: a series and its own text,
+    and every other row with the same text (label text repeats within a batch). With ``S`` the
+    cosine similarities over ``temperature``, each direction is
+    ``-mean_i log sum_{j in P(i)} softmax_j(S_i)`` (series -> texts on rows, texts -> series on
+    columns), as CLIP's loss when every row's text is distinct.
+    """
+    logits = (F.normalize(series, dim=-1) @ F.normalize(text, dim=-1).T) / temperature
+    losses = []
+    for lg, pos in ((logits, positives), (logits.T, positives.T)):
+        log_p = lg.log_softmax(dim=-1).masked_fill(~pos, float("-inf"))
+        losses.append(-torch.logsumexp(log_p, dim=-1).mean())
+    return (losses[0] + losses[1]) / 2
+

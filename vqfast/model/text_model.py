@@ -20,6 +20,12 @@ Without text the model is exactly VQShape (same outputs for the same weights). `
 trains one model on two passes, with and without text, adding ``align_loss``: the text-free
 ``z_e`` pulled to the text-fused one (stop-gradient on the text side). See ``docs/text-guidance.md``
 and ``vqfast.training.distill`` for teacher -> student distillation.
+
+``contrastive_weight > 0`` makes a contrastive model instead (``contrastive=True`` in
+pre-training): one text-free pass, plus ``contrastive_loss``, an InfoNCE between the series'
+pooled token embeddings (mean of ``h`` through ``text_contrast_head``) and its projected sentence
+vector, as text-sensor models (LanHAR, UniMTS) align the two modalities. Text never enters the
+tokens, so the cross-attention layers take no part (frozen) and the model predicts without text.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import torch.nn.functional as F
 from vqfast.inputs import describe_indices
 from vqfast.model.checkpoint import load_vqshape_weights
 from vqfast.model.config import DEFAULTS
-from vqfast.model.functional import instance_stats
+from vqfast.model.functional import contrastive_loss, instance_stats
 from vqfast.model.vqshape import VQShape
 
 FUSIONS = ("z", "z_mu_sigma")
@@ -84,18 +90,22 @@ class VQShapeText(VQShape):
     ``fusion``: ``"z"`` or ``"z_mu_sigma"``; ``text_keys``: ``"tokens"`` or ``"sentence"``;
     ``num_text_head``: heads of the cross-attention (default: the tokenizer's);
     ``text_model``: the sentence encoder used when ``text`` is given as strings (default the
-    offline all-MiniLM-L6-v2); ``align_weight``: weight of ``align_loss`` in ``total_loss``.
+    offline all-MiniLM-L6-v2); ``align_weight``: weight of ``align_loss`` in ``total_loss``;
+    ``contrastive_weight`` (> 0: a contrastive model, see above) and ``contrastive_temperature``:
+    weight and temperature of ``contrastive_loss``.
 
     ``model(x, mode=..., text=None, align=False)``: ``text`` is a list of strings (one per row of
     ``x``), a ``vqfast.text.TextEmbeddings``, or a tensor of sentence ``(B, d)`` or token
-    ``(B, L, d)`` embeddings.
+    ``(B, L, d)`` embeddings; ``contrastive=True`` (mode ``pretrain``/``evaluate``) runs
+    ``contrasted``.
     """
 
     NEW_PARAMETER_PREFIXES = ("text_",)
 
     def __init__(self, *args, text_dim: int = 384, fusion: str = "z", text_keys: str = "tokens",
                  num_text_head: int | None = None, text_model: str | None = None,
-                 align_weight: float = 1.0, **kwargs):
+                 align_weight: float = 1.0, contrastive_weight: float = 0.0,
+                 contrastive_temperature: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
         if self.config["shape_source"] != "tokens":
             raise ValueError(
@@ -116,9 +126,19 @@ class VQShapeText(VQShape):
         self.text_project = nn.Linear(text_dim, dim)
         self.text_attention = nn.MultiheadAttention(dim, heads, dropout=0.1, batch_first=True)
         self.text_norm = nn.LayerNorm(dim)
+        if not contrastive_weight >= 0 or not contrastive_temperature > 0:
+            raise ValueError(f"VQShapeText: contrastive_weight must be >= 0 and "
+                             f"contrastive_temperature > 0, got {contrastive_weight} and "
+                             f"{contrastive_temperature}")
+        if contrastive_weight > 0:
+            self.text_contrast_head = nn.Linear(dim, dim)
+            self.text_attention.requires_grad_(False)
+            self.text_norm.requires_grad_(False)
         self.config.update(text_dim=text_dim, fusion=fusion, text_keys=text_keys,
                            num_text_head=heads, text_model=text_model,
-                           align_weight=float(align_weight))
+                           align_weight=float(align_weight),
+                           contrastive_weight=float(contrastive_weight),
+                           contrastive_temperature=float(contrastive_temperature))
         self._text_encoder = None
 
     @property
@@ -196,9 +216,19 @@ class VQShapeText(VQShape):
     # ------------------------------------------------------------------ modes
 
     def forward(self, x, *, mode="pretrain", num_input_patch=-1, mask=None, finetune=False,
-                return_latents=False, text=None, align=False):
+                return_latents=False, text=None, align=False, contrastive=False):
         """VQShape's call with ``text``; ``align=True`` (modes ``pretrain``/``evaluate``) runs
-        ``aligned``."""
+        ``aligned``, ``contrastive=True`` runs ``contrasted``."""
+        if contrastive:
+            if mode not in ("pretrain", "evaluate") or align:
+                raise ValueError("VQShapeText: contrastive=True goes with mode 'pretrain' or "
+                                 "'evaluate' and without align")
+            return self.contrasted(x, text, masked=mode == "pretrain",
+                                   return_latents=return_latents)
+        if text is not None and self.config["contrastive_weight"] > 0:
+            raise ValueError("VQShapeText: a contrastive model (contrastive_weight > 0) takes "
+                             "text only in pre-training (contrastive=True); call it without "
+                             "text to predict")
         if align:
             if mode not in ("pretrain", "evaluate"):
                 raise ValueError("VQShapeText: align=True goes with mode 'pretrain' or 'evaluate'")
@@ -223,8 +253,33 @@ class VQShapeText(VQShape):
         losses["align_loss"] = F.mse_loss(out_plain["z_e"], out_text["z_e"].detach()).unsqueeze(0)
         return out_plain, losses
 
+    def contrasted(self, x, text, masked: bool = True, return_latents: bool = False):
+        """One text-free pass: ``(outputs, losses)`` with the VQShape losses and
+        ``contrastive_loss`` between the pooled token embeddings and the sentence vectors of
+        ``text`` (rows with the same text are positives of each other)."""
+        if self.config["contrastive_weight"] <= 0:
+            raise ValueError("VQShapeText: contrastive=True needs a model built with "
+                             "contrastive_weight > 0 (it owns the pooled-token head)")
+        if text is None:
+            raise ValueError("VQShapeText: contrastive=True needs text (the positives)")
+        x = self._check(x, "pretrain" if masked else "evaluate")
+        emb = self.embed_text(text, x.shape[0])
+        stats = instance_stats(x)
+        h = self._encode(x, stats, select=self._drop_patches if masked else None)
+        outputs, losses = self._from_tokens(h, x, stats, compute_loss=True,
+                                            return_latents=return_latents)
+        sentence = emb.sentence.to(self.text_project.weight.dtype)
+        same_text = (sentence[:, None, :] == sentence[None, :, :]).all(dim=-1)
+        losses = dict(losses)
+        losses["contrastive_loss"] = contrastive_loss(
+            self.text_contrast_head(h.mean(dim=1)), self.text_project(sentence), same_text,
+            self.config["contrastive_temperature"]).unsqueeze(0)
+        return outputs, losses
+
     def total_loss(self, losses: dict) -> torch.Tensor:
         total = super().total_loss(losses)
         if "align_loss" in losses:
             total = total + self.config["align_weight"] * losses["align_loss"].mean()
+        if "contrastive_loss" in losses:
+            total = total + self.config["contrastive_weight"] * losses["contrastive_loss"].mean()
         return total

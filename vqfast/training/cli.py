@@ -158,7 +158,9 @@ def _text_options(text) -> None:
                            "description of each series, or a JSON file of notes")
     text.add_argument("--text-mode", choices=TEXT_MODES, default="teacher",
                       help="teacher: train with text; align: two passes (with/without text) and "
-                           "an alignment loss; distill: a text-free student of --teacher")
+                           "an alignment loss; distill: a text-free student of --teacher; "
+                           "contrastive: text-free tokens, InfoNCE between the pooled tokens and "
+                           "the text")
     text.add_argument("--teacher", type=Path, help="exported VQShapeText (for --text-mode distill)")
     text.add_argument("--fusion", choices=FUSIONS, default="z",
                       help="where the text enters the model")
@@ -170,6 +172,8 @@ def _text_options(text) -> None:
     text.add_argument("--text-model", help="sentence encoder (default offline all-MiniLM-L6-v2)")
     text.add_argument("--align-weight", type=float, default=1.0,
                       help="weight of the alignment loss (--text-mode align)")
+    text.add_argument("--contrastive-weight", type=float, default=1.0,
+                      help="weight of the contrastive loss (--text-mode contrastive)")
     text.add_argument("--distill-weight", type=float, default=1.0,
                       help="weight of the distillation loss (--text-mode distill)")
     text.add_argument("--distill-targets", default="z_e",
@@ -188,11 +192,14 @@ def text_plan(args) -> PlainPlan | TextPlan:
         raise ValueError("--text-mode distill needs --teacher DIR (an exported VQShapeText)")
     if args.text == "file" and args.text_file is None:
         raise ValueError("--text file needs --text-file PATH")
+    if args.text_mode == "contrastive" and not args.contrastive_weight > 0:
+        raise ValueError(f"--text-mode contrastive needs --contrastive-weight > 0, got "
+                         f"{args.contrastive_weight}")
     return TextPlan(
         source=args.text, mode=args.text_mode, teacher=args.teacher, fusion=args.fusion,
         text_keys=args.text_keys, text_model=args.text_model, template=args.text_template,
         text_file=args.text_file, align_weight=args.align_weight,
-        distill_weight=args.distill_weight,
+        contrastive_weight=args.contrastive_weight, distill_weight=args.distill_weight,
         distill_targets=tuple(k.strip() for k in args.distill_targets.split(",") if k.strip()),
         cache_dir=args.cache_dir / "text",
     )

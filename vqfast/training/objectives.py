@@ -1,5 +1,6 @@
-"""What one pre-training step minimizes: plain VQShape, a text teacher, an aligned model, or a
-distilled student; and the bank of text embeddings the text objectives read from.
+"""What one pre-training step minimizes: plain VQShape, a text teacher, an aligned model, a
+distilled student or a contrastive model; and the bank of text embeddings the text objectives
+read from.
 
 ``objective(model, x, rows)``, with a batch of series and their row indices in the training pool,
 gives ``(loss to minimize, losses to log)``; the loop calls ``objective.with_outputs(...)``, which
@@ -49,15 +50,17 @@ class PlainObjective(Objective):
 
 
 class TextObjective(Objective):
-    """A ``VQShapeText`` trained with text (``align=False``: the teacher) or on two passes, with
-    and without text, plus the alignment loss (``align=True``)."""
+    """A ``VQShapeText`` trained with text (the teacher), on two passes, with and without text,
+    plus the alignment loss (``align=True``), or text-free with the contrastive loss against the
+    text (``contrastive=True``)."""
 
-    def __init__(self, bank: TextBank, align: bool = False):
-        self.bank, self.align = bank, align
+    def __init__(self, bank: TextBank, align: bool = False, contrastive: bool = False):
+        self.bank, self.align, self.contrastive = bank, align, contrastive
 
     def with_outputs(self, model, x, rows):
         outputs, losses = model(x, mode="pretrain", text=self.bank.for_rows(rows),
-                                align=self.align, return_latents=self.latents)
+                                align=self.align, contrastive=self.contrastive,
+                                return_latents=self.latents)
         return _core(model).total_loss(losses), losses, outputs
 
 

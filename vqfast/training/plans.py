@@ -18,7 +18,7 @@ from vqfast.training.objectives import (
     row_texts,
 )
 
-TEXT_MODES = ("teacher", "align", "distill")
+TEXT_MODES = ("teacher", "align", "distill", "contrastive")
 
 
 class PlainPlan:
@@ -52,6 +52,7 @@ class TextPlan:
     template: str | None = None
     text_file: Path | None = None
     align_weight: float = 1.0
+    contrastive_weight: float = 1.0
     distill_weight: float = 1.0
     distill_targets: tuple[str, ...] = ("z_e",)
     cache_dir: Path | None = None  # text embeddings are cached here
@@ -61,7 +62,13 @@ class TextPlan:
         return {"source": self.source, "mode": self.mode, "fusion": self.fusion,
                 "keys": self.text_keys, "teacher": str(self.teacher) if self.teacher else None}
 
-    def texts(self, data, split: str) -> list[str]:
+    @property
+    def texts(self):
+        """``texts(data, split)`` for the report's with-text probe; None for a contrastive model,
+        whose tokens never read text."""
+        return None if self.mode == "contrastive" else self.split_texts
+
+    def split_texts(self, data, split: str) -> list[str]:
         """One text per sample of ``data``'s ``split``."""
         from vqfast.text import texts_for
 
@@ -82,8 +89,10 @@ class TextPlan:
                   f"{preset.model['shape_source']!r} of preset {preset.name!r} replaced by "
                   "'tokens' (the authors')")
             preset.model["shape_source"] = "tokens"
+        contrastive = self.contrastive_weight if self.mode == "contrastive" else 0.0
         model = VQShapeText(**preset.model, fusion=self.fusion, text_keys=self.text_keys,
-                            text_model=self.text_model, align_weight=self.align_weight)
+                            text_model=self.text_model, align_weight=self.align_weight,
+                            contrastive_weight=contrastive)
         model.loss_weights.update(preset.loss_weights)
         return model, None
 
@@ -98,14 +107,15 @@ class TextPlan:
                              "--dataset")
         from vqfast.text import TextEncoder
 
-        texts = [self.texts(data, "train") for data in labelled]
+        texts = [self.split_texts(data, "train") for data in labelled]
         encoder = TextEncoder(self.text_model, device=device, cache_dir=self.cache_dir)
         bank = TextBank(row_texts(texts, sources), encoder, device)
         log(f"text: {len(bank.texts)} distinct texts for {len(sources)} series")
         if self.mode == "distill":
             return DistillObjective(teacher.to(device), bank, self.distill_weight,
                                     dict.fromkeys(self.distill_targets, 1.0))
-        return TextObjective(bank, align=self.mode == "align")
+        return TextObjective(bank, align=self.mode == "align",
+                             contrastive=self.mode == "contrastive")
 
 
 __all__ = ["TEXT_MODES", "PlainPlan", "TextPlan"]
