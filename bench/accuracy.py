@@ -20,7 +20,12 @@ Methods, each on the train/test split shipped with the dataset, for every seed:
 
 The test split is used once per cell (method, dataset, seed). Results go to ``--out`` after every
 cell; a rerun with the same settings skips finished cells and reuses the pre-trained models saved
-under ``--work``. Wall times are this run's seconds on this machine: ``pre-training`` (shared by a
+under ``--work``. ``--jobs N`` runs N single-thread worker processes side by side (on 2 cores,
+two one-thread processes do more work per second than one two-thread process: the models are
+small and the probes and baselines mostly single-threaded): first every (seed, dataset)'s
+per-dataset, leave-one-out and baseline cells, shared round-robin, then every seed's universal
+tokenizer and its cells; each worker writes ``<out>.workerI.json``, merged into ``--out`` after
+each phase. Wall times are this run's seconds on this machine: ``pre-training`` (shared by a
 model's token and histogram rows) and ``fit + predict`` of the classifier.
 """
 
@@ -48,6 +53,8 @@ FEATURES = ("token", "histogram")
 VQ_KINDS = ("dataset", "universal", "loo")
 BASELINES = ("minirocket", "catch22")
 METHODS = [f"vqfast-{k}/{f}" for k in VQ_KINDS for f in FEATURES] + list(BASELINES)
+#: The local phase: per (seed, dataset), what needs no universal tokenizer; then the universal one.
+PHASES = ("local", "universal")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,14 +68,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (preset's)")
     p.add_argument("--preset", default="default")
     p.add_argument("--probe-epochs", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch and numba)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of each process (torch and numba)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes side by side")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--phase", choices=PHASES, default=None, help=argparse.SUPPRESS)
     p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     p.add_argument("--out", type=Path, default=H.REPO / "bench" / "results" / "accuracy-cpu.json")
     p.add_argument("--work", type=Path, default=H.REPO / "runs" / "accuracy",
                    help="pre-trained models are saved here (and reused on a rerun)")
     args = p.parse_args(argv)
-    if args.seeds < 1 or (args.steps is not None and args.steps < 1):
-        p.error("--seeds and --steps must be >= 1")
+    if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.jobs < 1:
+        p.error("--seeds, --steps and --jobs must be >= 1")
     args.datasets = expand_datasets(args.datasets)
     args.loo_datasets = (args.datasets if args.loo_datasets is None
                          else expand_datasets(args.loo_datasets) if args.loo_datasets else [])
@@ -127,6 +138,7 @@ class Bench:
         a = self.args
         self.results["run"] = {"datasets": a.datasets, "loo_datasets": a.loo_datasets,
                                "seeds": a.seeds, "methods": a.methods, "threads": a.threads,
+                               "jobs": a.jobs,
                                "environment": H.environment("cpu")}
         H.write_json(a.out, self.results)
 
@@ -187,15 +199,30 @@ class Bench:
         print(f"  {key:<52} accuracy {acc:.4f}  ({seconds:.1f} s)", flush=True)
         self.save()
 
-    def run(self) -> None:
+    def units(self, phase: str) -> list[tuple[int, list[str], list[str]]]:
+        """``(seed, datasets, methods)`` work units of ``phase``, in order."""
         a = self.args
-        for seed in range(a.seeds):
-            for dataset in a.datasets:
-                data = raw(dataset)
-                for method in a.methods:
-                    if method.startswith("vqfast-loo") and dataset not in a.loo_datasets:
-                        continue
-                    self.cell(method, dataset, seed, data)
+        if phase == "local":
+            methods = [m for m in a.methods if not m.startswith("vqfast-universal")]
+            return [(seed, [d], methods) for seed in range(a.seeds) for d in a.datasets]
+        methods = [m for m in a.methods if m.startswith("vqfast-universal")]
+        return [(seed, a.datasets, methods) for seed in range(a.seeds)] if methods else []
+
+    def run(self, phases=PHASES, worker: int = 0, jobs: int = 1) -> None:
+        a = self.args
+        for phase in phases:
+            for i, (seed, datasets, methods) in enumerate(self.units(phase)):
+                if i % jobs != worker:
+                    continue
+                for dataset in datasets:
+                    data = None
+                    for method in methods:
+                        if method.startswith("vqfast-loo") and dataset not in a.loo_datasets:
+                            continue
+                        if f"{method}|{dataset}|{seed}" in self.results["cells"]:
+                            continue
+                        data = data or raw(dataset)
+                        self.cell(method, dataset, seed, data)
 
 
 def summary(results: dict) -> str:
@@ -239,15 +266,54 @@ def summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def worker_out(out: Path, worker: int) -> Path:
+    return out.with_name(f"{out.stem}.worker{worker}.json")
+
+
+def run_workers(bench: Bench, argv: list[str]) -> None:
+    """Every phase shared by ``--jobs`` worker processes; their results merged into ``--out``."""
+    import json
+    import subprocess
+
+    a = bench.args
+    for phase in PHASES:
+        procs = []
+        for w in range(a.jobs):
+            out = worker_out(a.out, w)
+            saved = json.loads(out.read_text()) if out.is_file() else {}
+            if saved.get("settings") != bench.settings:  # start from what --out holds
+                H.write_json(out, {**bench.results, "settings": bench.settings})
+            cmd = [sys.executable, __file__, *argv, "--out", str(out), "--worker", str(w),
+                   "--phase", phase]
+            procs.append(subprocess.Popen(cmd))
+        codes = [p.wait() for p in procs]
+        for w in range(a.jobs):
+            part = json.loads(worker_out(a.out, w).read_text())
+            bench.results["cells"].update(part.get("cells", {}))
+            bench.results["pretraining"].update(part.get("pretraining", {}))
+        bench.save()
+        if any(codes):
+            raise SystemExit(f"accuracy: a worker of phase {phase!r} failed (exit codes {codes}); "
+                             "rerun the same command to resume")
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
     bench = Bench(args)
+    if args.worker is not None:
+        bench.run(phases=[args.phase], worker=args.worker, jobs=args.jobs)
+        return 0
     t0 = time.perf_counter()
     print(f"accuracy benchmark: {len(args.datasets)} datasets, {args.seeds} seeds, "
-          f"leave-one-out on {args.loo_datasets}, steps {args.steps or 'preset'}", flush=True)
-    bench.run()
+          f"leave-one-out on {args.loo_datasets}, steps {args.steps or 'preset'}, "
+          f"{args.jobs} process(es) of {args.threads} thread(s)", flush=True)
+    if args.jobs > 1:
+        run_workers(bench, argv)
+    else:
+        bench.run()
     bench.results["summary_markdown"] = summary(bench.results)
     bench.save()
     print(f"\n{bench.results['summary_markdown']}\n\n{time.perf_counter() - t0:.0f} s this run; "

@@ -32,6 +32,24 @@ def test_tiny_run_then_resume(tmp_path, capsys):
         accuracy.main([*argv, "--probe-epochs", "4"])
 
 
+def test_two_workers_share_the_cells_and_merge(tmp_path):
+    argv = ["--datasets", "ItalyPowerDemand", "Covid3Month_disc", "--seeds", "1", "--steps", "2",
+            "--probe-epochs", "3", "--methods", "vqfast-dataset/token", "vqfast-universal/token",
+            "minirocket", "--out", str(tmp_path / "acc.json"), "--work", str(tmp_path / "work"),
+            "--jobs", "2"]
+    accuracy.main(argv)
+    results = json.loads((tmp_path / "acc.json").read_text())
+    assert sorted(results["cells"]) == sorted(
+        f"{m}|{d}|0" for m in ("vqfast-dataset/token", "vqfast-universal/token", "minirocket")
+        for d in ("ItalyPowerDemand", "Covid3Month_disc"))
+    assert sorted(results["pretraining"]) == ["dataset|Covid3Month_disc|0",
+                                              "dataset|ItalyPowerDemand|0", "universal|all|0"]
+    assert results["run"]["jobs"] == 2 and "summary_markdown" in results
+    for w in (0, 1):  # each worker did its own share of the local phase
+        part = json.loads((tmp_path / f"acc.worker{w}.json").read_text())
+        assert any(k.startswith("dataset|") for k in part["pretraining"])
+
+
 def test_padded_to_the_longest_of_both_splits():
     train = [np.ones((2, 3)), np.ones((2, 5))]
     test = [np.ones((2, 7))]
