@@ -62,6 +62,17 @@ def test_rerun_reuses_every_run(study, capsys):
     assert again["summary"] == results["summary"]
 
 
+def test_two_workers_share_the_units(tmp_path, monkeypatch_module):
+    argv = ["--steps", "1", "--seeds", "2", "--datasets", "BasicMotions", "--probe-seeds", "1",
+            "--num-token", "8", "--models", "plain", "contrastive", "--set", "dim_embedding=16",
+            "--set", "num_enc_layer=1", "--output-dir", str(tmp_path), "--jobs", "2"]
+    results = text_guidance.main(argv)
+    assert {(r["row"], r["seed"]) for r in results["runs"]} == {
+        (row, seed) for row in ("VQShape", "contrastive, without text") for seed in (0, 1)}
+    reports = [json.loads(p.read_text()) for p in tmp_path.rglob("report.json")]
+    assert len(reports) == 4 and all(r["threads"] == 1 for r in reports)
+
+
 def test_bad_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         text_guidance.parse_args(["--models", "distill"])

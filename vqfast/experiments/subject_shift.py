@@ -27,6 +27,7 @@ population and factors).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def make_subject_shift(out_dir, shift: SubjectShift | None = None) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = out_dir / f"{shift.name}.npz"
-    tmp = out_dir / f".{shift.name}.tmp.npz"
+    tmp = out_dir / f".{shift.name}.{os.getpid()}.tmp.npz"  # workers may write it side by side
     np.savez(tmp, X_train=train, y_train=np.asarray(y_train).astype(str), X_test=test,
              y_test=np.asarray(y_test).astype(str))
     tmp.replace(data_path)

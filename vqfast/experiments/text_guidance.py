@@ -26,8 +26,10 @@ The defaults are the core grid (every model, ``describe`` text, ``z`` placement,
 datasets, 5 seeds). Statistics: for every text-free variant (and the teacher with text) against
 plain VQShape, the paired difference over seeds (same seed, same data order), its 95 % bootstrap
 interval and paired Wilcoxon and sign tests, per dataset and pooled (``vqfast.experiments.stats``).
-Writes ``results.json``, ``results.md`` and one plot per dataset; a rerun with the same settings
-reuses every finished run, so an interrupted study resumes where it stopped.
+Writes ``results.json``, ``results.md`` and one plot per dataset; a rerun reuses every finished run
+of exactly the same command line (``--threads`` and ``--jobs`` included), so an interrupted study
+resumes where it stopped. ``--jobs 2`` runs two one-thread workers side by side (on 2 cores they
+do more runs per hour than one process of two threads).
 """
 
 from __future__ import annotations
@@ -104,8 +106,16 @@ def parse_args(argv=None):
                    help="passed to every run (model or optimizer setting)")
     p.add_argument("--fresh", action="store_true",
                    help="retrain runs whose report already exists (default: reuse them)")
-    p.add_argument("--quiet", action="store_true", help="less output from the runs")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of every run (default: train.py's; 1 with --jobs > 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes side by side, sharing the (dataset, seed) units" + d)
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
+    if args.jobs > 1 and args.threads is None:
+        args.threads = 1
     if args.seeds < 1 or args.steps < 1 or args.convergence_seeds < 1:
         p.error("--seeds, --steps and --convergence-seeds must be >= 1")
     if any(s < 1 for s in args.convergence):
@@ -192,6 +202,8 @@ def run_args(args, dataset: Dataset, seed: int, model: str, setting: Setting | N
             # code, mu and sigma from them (the authors' shape_source), so the study compares
             # like with like.
             "--set", "shape_source=tokens"]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
     for item in args.set:
         argv += ["--set", item]
     if model != "plain":
@@ -270,39 +282,69 @@ class Study:
               f"{' (reused)' if reused else ''}", flush=True)
         return report
 
-    def run(self) -> None:
+    def units(self) -> list[tuple]:
+        """The study's work, in order: ``(dataset, seed, None)`` (every model of the grid for that
+        seed; a distilled student after its teacher) and ``(dataset, seed, steps)`` (a
+        convergence run)."""
         a = self.args
+        out = []
         for dataset in datasets_of(a):
-            root = a.output_dir / dataset.name
-            part = "shift" if dataset.texts else "grid"
-            settings = settings_of(a, dataset)
-            for seed in range(a.seeds):
-                done = set()
-                for setting in settings:
-                    for model in a.models:
-                        folder = setting.folder(model)
-                        if folder in done:
-                            continue
-                        done.add(folder)
-                        out = root / folder / f"seed{seed}"
-                        argv = run_args(a, dataset, seed, model, setting, out)
-                        report = self.train(argv, out, dataset, part)
-                        for m, key, label in ROWS:
-                            if m == model and report.get(key) is not None:
-                                self.runs.append({
-                                    "dataset": dataset.name, "seed": seed, "model": model,
-                                    "row": label,
-                                    "setting": None if model == "plain" else setting.key,
-                                    "folder": folder, **metrics_of(report, key)})
-            for steps in a.convergence:
-                for seed in range(a.convergence_seeds):
-                    out = root / "convergence" / f"steps{steps}" / f"seed{seed}"
-                    argv = run_args(a, dataset, seed, "plain", None, out, steps=steps)
-                    report = self.train(argv, out, dataset, "convergence")
-                    self.runs.append({"dataset": dataset.name, "seed": seed, "model": "plain",
-                                      "row": "convergence", "steps": steps, "setting": None,
-                                      "folder": str(out.relative_to(root)),
-                                      **metrics_of(report, "probe")})
+            out += [(dataset, seed, None) for seed in range(a.seeds)]
+            out += [(dataset, seed, steps) for steps in a.convergence
+                    for seed in range(a.convergence_seeds)]
+        return out
+
+    def run(self, worker: int = 0, jobs: int = 1) -> None:
+        for i, (dataset, seed, steps) in enumerate(self.units()):
+            if i % jobs == worker:
+                if steps is None:
+                    self.run_grid(dataset, seed)
+                else:
+                    self.run_convergence(dataset, seed, steps)
+
+    def run_grid(self, dataset: Dataset, seed: int) -> None:
+        a = self.args
+        root = a.output_dir / dataset.name
+        part = "shift" if dataset.texts else "grid"
+        done = set()
+        for setting in settings_of(a, dataset):
+            for model in a.models:
+                folder = setting.folder(model)
+                if folder in done:
+                    continue
+                done.add(folder)
+                out = root / folder / f"seed{seed}"
+                report = self.train(run_args(a, dataset, seed, model, setting, out), out,
+                                    dataset, part)
+                for m, key, label in ROWS:
+                    if m == model and report.get(key) is not None:
+                        self.runs.append({
+                            "dataset": dataset.name, "seed": seed, "model": model, "row": label,
+                            "setting": None if model == "plain" else setting.key,
+                            "folder": folder, **metrics_of(report, key)})
+
+    def run_convergence(self, dataset: Dataset, seed: int, steps: int) -> None:
+        root = self.args.output_dir / dataset.name
+        out = root / "convergence" / f"steps{steps}" / f"seed{seed}"
+        argv = run_args(self.args, dataset, seed, "plain", None, out, steps=steps)
+        report = self.train(argv, out, dataset, "convergence")
+        self.runs.append({"dataset": dataset.name, "seed": seed, "model": "plain",
+                          "row": "convergence", "steps": steps, "setting": None,
+                          "folder": str(out.relative_to(root)), **metrics_of(report, "probe")})
+
+
+def run_workers(args, argv: list[str]) -> None:
+    """``--jobs`` worker processes share the study's units round-robin (one thread each)."""
+    import subprocess
+    import sys
+
+    datasets_of(args)  # the shift benchmark's files, made once before the workers read them
+    procs = [subprocess.Popen([sys.executable, "-m", "vqfast.experiments.text_guidance", *argv,
+                               "--worker", str(w)]) for w in range(args.jobs)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"text_guidance: a worker failed (exit codes {codes}); rerun the same "
+                         "command to resume")
 
 
 def comparisons(runs: list[dict]) -> list[dict]:
@@ -453,12 +495,20 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return paths
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | None:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     from vqfast.fileio import atomic_write, atomic_write_json
 
     study = Study(args)
-    study.run()
+    if args.worker is not None:
+        study.run(worker=args.worker, jobs=args.jobs)
+        return None
+    if args.jobs > 1:
+        run_workers(args, argv)
+    study.run()  # with workers: every run is finished and is read back
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings["notes"] = {k: str(v) for k, v in args.notes.items()}
     results = {"settings": settings, "runs": study.runs, "summary": summary_rows(study.runs),
