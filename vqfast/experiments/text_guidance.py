@@ -186,10 +186,13 @@ def datasets_of(args) -> list[Dataset]:
     return out
 
 
-def settings_of(args, dataset: Dataset) -> list[Setting]:
+def settings_of(args, dataset: Dataset, log=print) -> list[Setting]:
     texts = dataset.texts or args.texts
-    return [Setting(t, f, k) for t in texts for f in args.fusions for k in args.keys
-            if t != "file" or dataset.notes is not None]
+    if "file" in texts and dataset.notes is None:
+        log(f"text_guidance: {dataset.name} has no notes file: its --texts file runs are skipped "
+            f"(give --notes {dataset.name}=PATH)")
+        texts = [t for t in texts if t != "file"]
+    return [Setting(t, f, k) for t in texts for f in args.fusions for k in args.keys]
 
 
 def run_args(args, dataset: Dataset, seed: int, model: str, setting: Setting | None, out: Path,
@@ -307,7 +310,7 @@ class Study:
         root = a.output_dir / dataset.name
         part = "shift" if dataset.texts else "grid"
         done = set()
-        for setting in settings_of(a, dataset):
+        for setting in settings_of(a, dataset, log=print if seed == 0 else lambda *_: None):
             for model in a.models:
                 folder = setting.folder(model)
                 if folder in done:
