@@ -57,8 +57,20 @@ def test_rerun_reuses_every_run(study, capsys):
     out, results = study
     again = text_guidance.main(TINY + ["--output-dir", str(out)])
     printed = capsys.readouterr().out
-    assert printed.count("done (reused)") == len({r["folder"] + r["dataset"] + str(r["seed"])
-                                                  for r in results["runs"]})
+    reused = {line.split("] ", 1)[1] for line in printed.splitlines()
+              if line.endswith("done (reused)")}
+    assert len(reused) == len({r["folder"] + r["dataset"] + str(r["seed"])
+                               for r in results["runs"]})
+    assert " done\n" not in printed  # nothing retrained
+    assert again["summary"] == results["summary"]
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(study, capsys):
+    """A run killed after training but before its report (the probes) is resumed, not refused."""
+    out, results = study
+    (out / "BasicMotions" / "plain" / "seed0" / "report.json").unlink()
+    again = text_guidance.main(TINY + ["--output-dir", str(out)])
+    assert "resumed from" in capsys.readouterr().out
     assert again["summary"] == results["summary"]
 
 
@@ -80,3 +92,4 @@ def test_bad_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         text_guidance.parse_args(["--notes", "BasicMotions"])
     assert "DATASET=PATH" in capsys.readouterr().err
+

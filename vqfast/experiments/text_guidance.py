@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,8 @@ def parse_args(argv=None):
     p.add_argument("--convergence", type=int, nargs="*", default=[],
                    help="also train plain VQShape at these step budgets (the convergence curve)")
     p.add_argument("--convergence-seeds", type=int, default=2, help="seeds of each budget" + d)
+    p.add_argument("--convergence-datasets", nargs="+", default=None, metavar="NAME",
+                   help="datasets of the convergence curve (default: the first of --datasets)")
     p.add_argument("--probe-seeds", type=int, default=3, help="probe seeds of every run" + d)
     p.add_argument("--preset", default="default-authors", choices=sorted(PRESETS),
                    help="every run's preset; text enters through the token heads, so every run, "
@@ -111,6 +114,7 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes side by side, sharing the (dataset, seed) units" + d)
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--claims", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
@@ -120,6 +124,12 @@ def parse_args(argv=None):
         p.error("--seeds, --steps and --convergence-seeds must be >= 1")
     if any(s < 1 for s in args.convergence):
         p.error("--convergence budgets must be >= 1 step")
+    if args.convergence_datasets is None:
+        args.convergence_datasets = args.datasets[:1]
+    unknown = {n.casefold() for n in args.convergence_datasets} - {
+        n.casefold() for n in args.datasets}
+    if unknown:
+        p.error(f"--convergence-datasets {sorted(unknown)} are not among --datasets")
     args.models = [m for m in MODELS if m in args.models]
     if "distill" in args.models and "teacher" not in args.models:
         p.error("--models distill learns from the teacher of the same seed: add teacher")
@@ -275,7 +285,9 @@ class Study:
         report = finished_report(out / "report.json", argv, self.args.fresh)
         reused = report is not None
         if report is None:
-            report = train.main(argv)
+            # A run interrupted after its first checkpoint continues from it.
+            started = any((out / "checkpoints").glob("step-*"))
+            report = train.main(argv + ["--resume"] if started else argv)
             report["study_argv"] = argv
             report["study_separation"] = histogram_separation(Path(report["model_dir"]),
                                                               dataset.arg)
@@ -288,22 +300,32 @@ class Study:
     def units(self) -> list[tuple]:
         """The study's work, in order: ``(dataset, seed, None)`` (every model of the grid for that
         seed; a distilled student after its teacher) and ``(dataset, seed, steps)`` (a
-        convergence run)."""
+        convergence run, the longest budgets first so that the last units are short)."""
         a = self.args
-        out = []
-        for dataset in datasets_of(a):
-            out += [(dataset, seed, None) for seed in range(a.seeds)]
-            out += [(dataset, seed, steps) for steps in a.convergence
-                    for seed in range(a.convergence_seeds)]
+        datasets = datasets_of(a)
+        out = [(dataset, seed, None) for dataset in datasets for seed in range(a.seeds)]
+        wanted = {n.casefold() for n in a.convergence_datasets}
+        out += [(dataset, seed, steps) for steps in sorted(a.convergence, reverse=True)
+                for dataset in datasets if dataset.name.casefold() in wanted
+                for seed in range(a.convergence_seeds)]
         return out
 
-    def run(self, worker: int = 0, jobs: int = 1) -> None:
+    def run(self, worker: int = 0, jobs: int = 1, claims: Path | None = None) -> None:
+        """Run the units: all of them, or with ``claims`` (a folder shared by the workers of one
+        invocation) each unit the first free worker claims, so that no worker idles while units
+        remain; without ``claims``, worker ``w`` of ``jobs`` takes every ``jobs``-th unit."""
         for i, (dataset, seed, steps) in enumerate(self.units()):
-            if i % jobs == worker:
-                if steps is None:
-                    self.run_grid(dataset, seed)
-                else:
-                    self.run_convergence(dataset, seed, steps)
+            if claims is not None:
+                try:
+                    os.close(os.open(claims / str(i), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
+            elif i % jobs != worker:
+                continue
+            if steps is None:
+                self.run_grid(dataset, seed)
+            else:
+                self.run_convergence(dataset, seed, steps)
 
     def run_grid(self, dataset: Dataset, seed: int) -> None:
         a = self.args
@@ -328,8 +350,12 @@ class Study:
 
     def run_convergence(self, dataset: Dataset, seed: int, steps: int) -> None:
         root = self.args.output_dir / dataset.name
-        out = root / "convergence" / f"steps{steps}" / f"seed{seed}"
-        argv = run_args(self.args, dataset, seed, "plain", None, out, steps=steps)
+        if steps == self.args.steps:  # the grid's own plain run is this point of the curve
+            out = root / "plain" / f"seed{seed}"
+            argv = run_args(self.args, dataset, seed, "plain", None, out)
+        else:
+            out = root / "convergence" / f"steps{steps}" / f"seed{seed}"
+            argv = run_args(self.args, dataset, seed, "plain", None, out, steps=steps)
         report = self.train(argv, out, dataset, "convergence")
         self.runs.append({"dataset": dataset.name, "seed": seed, "model": "plain",
                           "row": "convergence", "steps": steps, "setting": None,
@@ -337,14 +363,23 @@ class Study:
 
 
 def run_workers(args, argv: list[str]) -> None:
-    """``--jobs`` worker processes share the study's units round-robin (one thread each)."""
+    """``--jobs`` worker processes (one thread each) share the study's units: each takes the
+    next unit no other worker has claimed."""
+    import shutil
     import subprocess
     import sys
+    import tempfile
 
     datasets_of(args)  # the shift benchmark's files, made once before the workers read them
-    procs = [subprocess.Popen([sys.executable, "-m", "vqfast.experiments.text_guidance", *argv,
-                               "--worker", str(w)]) for w in range(args.jobs)]
-    codes = [p.wait() for p in procs]
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    claims = Path(tempfile.mkdtemp(prefix=".claims-", dir=args.output_dir))
+    try:
+        procs = [subprocess.Popen([sys.executable, "-m", "vqfast.experiments.text_guidance",
+                                   *argv, "--worker", str(w), "--claims", str(claims)])
+                 for w in range(args.jobs)]
+        codes = [p.wait() for p in procs]
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
     if any(codes):
         raise SystemExit(f"text_guidance: a worker failed (exit codes {codes}); rerun the same "
                          "command to resume")
@@ -413,16 +448,18 @@ def markdown(results: dict) -> str:
     lines = [f"{s['steps']} steps per run, preset `{s['preset']}` with {s['num_token']} tokens "
              "(shape_source=tokens), honest probe (cross-validated on the training split), "
              f"seeds 0..{s['seeds'] - 1}; mean [95 % bootstrap interval] over seeds.", "",
-             "### Accuracy by model", "",
+             "#### Accuracy by model", "",
              "| dataset | text setting | model | seeds | token acc. | histogram acc. | codes used "
-             "| distinct shapes | hist. separation |", "|---|---|---|---|---|---|---|---|---|"]
+             "| perplexity | distinct shapes | hist. separation |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["summary"]:
         cells = [_fmt(r["token"]), _fmt(r["histogram"])]
-        cells += ([f"{r['used'][0]:.1f}", f"{r['distinct_shapes'][0]:.1f}",
-                   f"{r['separation'][0]:+.3f}"] if "used" in r else ["–", "–", "–"])
+        cells += ([f"{r['used'][0]:.1f}", f"{r['perplexity'][0]:.1f}",
+                   f"{r['distinct_shapes'][0]:.1f}", f"{r['separation'][0]:+.3f}"]
+                  if "used" in r else ["–"] * 4)
         lines.append(f"| {r['dataset']} | {r['setting'] or '–'} | {r['row']} | {r['seeds']} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "### Paired difference from plain VQShape (same seed, same data order)", "",
+    lines += ["", "#### Paired difference from plain VQShape (same seed, same data order)", "",
               "Difference = variant − VQShape in probe accuracy; 95 % percentile-bootstrap "
               "interval over seeds (pooled: stratified by dataset, every dataset weighed "
               "equally); two-sided Wilcoxon signed-rank and sign tests on the paired "
@@ -444,7 +481,7 @@ def markdown(results: dict) -> str:
                 f"{st['sign_p']:.3f} | {st['wins']}/{st['losses']}/{st['ties']} | "
                 f"{'**yes**' if yes else 'no'} |")
     if results["convergence"]:
-        lines += ["", "### Convergence of plain VQShape (histogram probe)", "",
+        lines += ["", "#### Convergence of plain VQShape (histogram probe)", "",
                   "| dataset | steps | seeds | histogram acc. |", "|---|---|---|---|"]
         lines += [f"| {r['dataset']} | {r['steps']} | {r['seeds']} | {_fmt(r['histogram'])} |"
                   for r in results["convergence"]]
@@ -507,7 +544,7 @@ def main(argv=None) -> dict | None:
 
     study = Study(args)
     if args.worker is not None:
-        study.run(worker=args.worker, jobs=args.jobs)
+        study.run(worker=args.worker, jobs=args.jobs, claims=args.claims)
         return None
     if args.jobs > 1:
         run_workers(args, argv)
