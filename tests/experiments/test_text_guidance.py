@@ -93,3 +93,17 @@ def test_bad_options_are_refused(capsys):
         text_guidance.parse_args(["--notes", "BasicMotions"])
     assert "DATASET=PATH" in capsys.readouterr().err
 
+
+def test_readme_tables_equal_the_committed_results():
+    """README's study tables are exactly what the committed results JSON renders to."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    results = json.loads((root / "bench/results/text-guidance-cpu.json").read_text())
+    readme = (root / "README.md").read_text()
+    start, end = "<!-- text-guidance results: begin -->", "<!-- text-guidance results: end -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    block = readme.split(start)[1].split(end)[0]
+    assert block.strip() == text_guidance.markdown(results).strip()
+    for image in ("results-BasicMotions.png", "convergence.png"):
+        assert (root / "docs/text-guidance" / image).is_file()
