@@ -67,6 +67,15 @@ def test_conv_matches_conv1d(kernel, length):
                                         (x, conv.weight, conv.bias))
 
 
+def test_one_output_channel_conv_matches_conv1d():
+    conv = nn.Conv1d(6, 1, 1).double()
+    x = torch.randn(3, 7, 6, dtype=torch.double, requires_grad=True)
+    ref = conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(fast.conv1d_cl(x, conv), ref, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, w, b: fast._LinearToOne.apply(x, w, b),
+                                    (x, conv.weight[:, :, 0], conv.bias))
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("length", [1, 5])
 def test_upsample_conv_matches_interpolate_then_conv(scale, length):

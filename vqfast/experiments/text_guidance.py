@@ -359,7 +359,8 @@ class Study:
         report = self.train(argv, out, dataset, "convergence")
         self.runs.append({"dataset": dataset.name, "seed": seed, "model": "plain",
                           "row": "convergence", "steps": steps, "setting": None,
-                          "folder": str(out.parent.relative_to(root)), **metrics_of(report, "probe")})
+                          "folder": str(out.parent.relative_to(root)),
+                          **metrics_of(report, "probe")})
 
 
 def run_workers(args, argv: list[str]) -> None:

@@ -7,7 +7,8 @@ parameters (same module tree, same ``state_dict``).
 - The transformer layers call the same operations as ``nn.TransformerEncoderLayer`` /
   ``nn.TransformerDecoderLayer`` in training mode without ``nn.MultiheadAttention``'s checks, mask
   conversions and layout copies. Dropout draws its masks in the same order and of the same sizes
-  as torch's layers, so a seeded step drops the same units.
+  as torch's layers, so a seeded step drops the same units (``vqfast.ops.dropout``: the same
+  draws as ``F.dropout``, several times faster on CPUs where torch draws them one by one).
 
 They compute what the modules compute up to float rounding (summation order), not bit for bit.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from vqfast.ops.dropout import dropout as _vq_dropout
 
 # ---------------------------------------------------------------------------------------------
 # Shape decoder (channels-last)
@@ -31,7 +34,9 @@ def group_norm_cl(x, norm):
 
 class _ConvCL(torch.autograd.Function):
     """Odd-kernel ``"same"`` convolution of ``x (M, L, C)`` as one matrix product over windows
-    ``(M, L, k, C)``; its backward is two matrix products and ``k`` shifted sums."""
+    ``(M, L, k, C)``. Its backward is two matrix products: the weight's over the saved windows,
+    the input's over the gradient's windows with the taps reversed (the transposed convolution;
+    cheaper than a product into ``(M, L, k, C)`` and ``k`` shifted sums)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -39,22 +44,42 @@ class _ConvCL(torch.autograd.Function):
         cols = _windows(x, k)
         w2 = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (Cout, k*C)
         out = torch.addmm(bias, cols.view(-1, cols.shape[-1]), w2.t())
-        ctx.save_for_backward(cols, w2)
-        ctx.channels = x.shape[-1]
+        ctx.save_for_backward(cols, weight)
         return out.view(x.shape[0], x.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad):
-        cols, w2 = ctx.saved_tensors
-        m, length, channels = cols.shape[0], cols.shape[1], ctx.channels
-        k = w2.shape[1] // channels
-        g2 = grad.reshape(-1, grad.shape[-1])
+        cols, weight = ctx.saved_tensors
+        out_ch, channels, k = weight.shape
+        grad = grad.contiguous()
+        g2 = grad.view(-1, out_ch)
         grad_w = (g2.t() @ cols.view(-1, cols.shape[-1])).view(-1, k, channels).permute(0, 2, 1)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            gcols = (g2 @ w2).view(m, length, k, channels)
-            grad_x = _unwindow(gcols)
+            # grad_x[l] = sum_j W_j^T grad[l - j + k//2] = windows(grad)[l] @ (W_{k-1-j'}^T)_j'
+            w_t = weight.flip(-1).permute(2, 0, 1).reshape(k * out_ch, channels)
+            gcols = _windows(grad, k)
+            grad_x = (gcols.view(-1, k * out_ch) @ w_t).view(cols.shape[0], cols.shape[1], -1)
         return grad_x, grad_w, g2.sum(0)
+
+
+class _LinearToOne(torch.autograd.Function):
+    """``F.linear(x, weight (1, C), bias)`` for ``x (..., C)``: the products are matrix-vector
+    ones; the input's gradient an outer product by broadcasting (a K = 1 ``mm`` is slow)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        flat = x.reshape(-1, x.shape[-1])
+        ctx.save_for_backward(flat, weight)
+        ctx.shape = x.shape
+        return torch.addmv(bias, flat, weight[0]).view(*x.shape[:-1], 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, weight = ctx.saved_tensors
+        g = grad.reshape(-1)
+        grad_x = (g[:, None] * weight).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.mv(flat.t(), g)[None], g.sum().view(1)
 
 
 def _windows(x, k: int):
@@ -72,24 +97,11 @@ def _windows(x, k: int):
     return cols.view(m, length, k * channels)
 
 
-def _unwindow(gcols):
-    """The adjoint of ``_windows``: ``(M, L, k, C)`` -> ``(M, L, C)``."""
-    length, k = gcols.shape[1], gcols.shape[2]
-    pad = k // 2
-    out = gcols[:, :, pad].clone()
-    for j in range(k):
-        shift = j - pad
-        if shift == 0:
-            continue
-        lo, hi = max(0, -shift), min(length, length - shift)
-        if hi > lo:
-            out[:, lo + shift:hi + shift] += gcols[:, lo:hi, j]
-    return out
-
-
 def conv1d_cl(x, conv):
     """``nn.Conv1d`` (stride 1, odd kernel, ``"same"`` padding) of ``x (M, L, C)``."""
     if conv.weight.shape[-1] == 1:
+        if conv.weight.shape[0] == 1 and conv.bias is not None:
+            return _LinearToOne.apply(x, conv.weight[:, :, 0], conv.bias)
         return F.linear(x, conv.weight[:, :, 0], conv.bias)
     return _ConvCL.apply(x, conv.weight, conv.bias)
 
@@ -198,7 +210,7 @@ def attention(query, key_value, mha, training: bool):
     v = v.reshape(batch, -1, heads, head_dim).transpose(1, 2)
     if training and mha.dropout > 0:
         scores = torch.matmul(q, k.transpose(-1, -2)).mul_(head_dim**-0.5)
-        probs = F.dropout(torch.softmax(scores, dim=-1), mha.dropout, True)
+        probs = _vq_dropout(torch.softmax(scores, dim=-1), mha.dropout, True)
         out = torch.matmul(probs, v)
     else:
         out = F.scaled_dot_product_attention(q, k, v)
@@ -209,7 +221,7 @@ def attention(query, key_value, mha, training: bool):
 
 
 def _dropout(x, module, training):
-    return F.dropout(x, module.p, training) if training and module.p > 0 else x
+    return _vq_dropout(x, module.p, training) if training and module.p > 0 else x
 
 
 def _feed_forward(x, layer, dropout_out, training):

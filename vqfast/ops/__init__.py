@@ -9,6 +9,7 @@ every backend gives the same answer or the same error.
 from vqfast.ops._backend import BACKENDS, BackendUnavailableError, backends
 from vqfast.ops._common import NonFiniteInputError
 from vqfast.ops.code_histogram import code_histogram, code_histogram_ref
+from vqfast.ops.dropout import dropout, dropout_ref
 from vqfast.ops.extract_subsequence import extract_subsequence, extract_subsequence_ref
 from vqfast.ops.nearest_code import nearest_code, nearest_code_ref
 from vqfast.ops.vq_loss import vq_loss, vq_loss_ref
@@ -20,6 +21,8 @@ __all__ = [
     "backends",
     "code_histogram",
     "code_histogram_ref",
+    "dropout",
+    "dropout_ref",
     "extract_subsequence",
     "extract_subsequence_ref",
     "nearest_code",

@@ -23,6 +23,7 @@ IMPLEMENTATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "nearest_code": {"cpp": ("cpu",), "triton": ("cuda", "cpu")},
     "code_histogram": {"cpp": ("cpu",), "triton": ("cuda", "cpu")},
     "vq_loss": {"cpp": ("cpu",), "triton": ("cuda", "cpu")},
+    "dropout": {"cpp": ("cpu",)},
 }
 
 
