@@ -18,7 +18,7 @@ def test_compiled_ops_are_built_and_used_by_auto_on_cpu():
     assert _extension.load_error() is None
     assert ops.backends("cpu") == {
         "extract_subsequence": "cpp", "nearest_code": "cpp", "code_histogram": "cpp",
-        "vq_loss": "cpp",
+        "vq_loss": "cpp", "dropout": "cpp",
     }
 
 

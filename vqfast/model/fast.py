@@ -33,34 +33,47 @@ def group_norm_cl(x, norm):
 
 
 class _ConvCL(torch.autograd.Function):
-    """Odd-kernel ``"same"`` convolution of ``x (M, L, C)`` as one matrix product over windows
-    ``(M, L, k, C)``. Its backward is two matrix products: the weight's over the saved windows,
-    the input's over the gradient's windows with the taps reversed (the transposed convolution;
-    cheaper than a product into ``(M, L, k, C)`` and ``k`` shifted sums)."""
+    """Odd-kernel ``"same"`` convolution of ``x (M, L, C)``: one matrix product gives every tap's
+    product ``(M, L, k, Cout)``, summed with the taps' shifts (no window copy of ``x``). The
+    backward is two matrix products over the gradient's windows ``(M, L, k, Cout)``: the input's
+    with the taps reversed (the transposed convolution), the weight's against ``x``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        k = weight.shape[-1]
-        cols = _windows(x, k)
-        w2 = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (Cout, k*C)
-        out = torch.addmm(bias, cols.view(-1, cols.shape[-1]), w2.t())
-        ctx.save_for_backward(cols, weight)
-        return out.view(x.shape[0], x.shape[1], -1)
+        m, length, channels = x.shape
+        out_ch, _, k = weight.shape
+        wk = weight.permute(2, 0, 1).reshape(k * out_ch, channels)  # rows: (tap, out channel)
+        taps = (x.reshape(-1, channels) @ wk.t()).view(m, length, k, out_ch)
+        pad = k // 2
+        out = torch.add(taps[:, :, pad], bias)
+        for j in range(k):
+            shift = j - pad  # out[l] += tap_j(x[l + shift])
+            if j == pad or abs(shift) >= length:
+                continue
+            if shift < 0:
+                out[:, -shift:] += taps[:, :shift, j]
+            else:
+                out[:, :-shift] += taps[:, shift:, j]
+        ctx.save_for_backward(x, weight)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        cols, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         out_ch, channels, k = weight.shape
+        m, length = x.shape[0], x.shape[1]
         grad = grad.contiguous()
-        g2 = grad.view(-1, out_ch)
-        grad_w = (g2.t() @ cols.view(-1, cols.shape[-1])).view(-1, k, channels).permute(0, 2, 1)
+        # slot j' of the gradient's windows at l holds grad[l + j' - k//2], which tap k-1-j'
+        # of x[l] reached: grad_x[l] = sum_j' W_{k-1-j'}^T windows[l, j'] and
+        # grad_W_{k-1-j'} = sum_l windows[l, j'] x[l]^T
+        gcols = _windows(grad, k).view(-1, k * out_ch)
+        w_rev = weight.flip(-1).permute(2, 0, 1).reshape(k * out_ch, channels)
+        grad_w = (gcols.t() @ x.reshape(-1, channels)).view(k, out_ch, channels)
+        grad_w = grad_w.flip(0).permute(1, 2, 0)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            # grad_x[l] = sum_j W_j^T grad[l - j + k//2] = windows(grad)[l] @ (W_{k-1-j'}^T)_j'
-            w_t = weight.flip(-1).permute(2, 0, 1).reshape(k * out_ch, channels)
-            gcols = _windows(grad, k)
-            grad_x = (gcols.view(-1, k * out_ch) @ w_t).view(cols.shape[0], cols.shape[1], -1)
-        return grad_x, grad_w, g2.sum(0)
+            grad_x = (gcols @ w_rev).view(m, length, channels)
+        return grad_x, grad_w, grad.view(-1, out_ch).sum(0)
 
 
 class _LinearToOne(torch.autograd.Function):
@@ -106,57 +119,68 @@ def conv1d_cl(x, conv):
     return _ConvCL.apply(x, conv.weight, conv.bias)
 
 
-class _UpsampleConvCL(torch.autograd.Function):
-    """``conv(F.interpolate(x, scale_factor=scale))`` (nearest) for a kernel-3 ``"same"``
-    convolution, at the resolution of ``x (M, L, C)``: output ``s*i + r`` sees ``x[i]`` through
-    every tap except the left one for ``r = 0`` (``x[i - 1]``) and the right one for ``r = s - 1``
-    (``x[i + 1]``), so each tap's product with ``x[i]`` is formed once, a quarter of the work for
-    ``s = 4``."""
+class _UpsampleConvRows(torch.autograd.Function):
+    """``conv(F.interpolate(x, scale_factor=s))`` (nearest) for a kernel-3 ``"same"``
+    convolution of ``x (M, L, C)``, as its distinct rows ``(M, L, 3, Cout)``: output ``s*i + r``
+    sees ``x[i]`` through every tap except the left one for ``r = 0`` (``x[i - 1]``: row
+    ``first``) and the right one for ``r = s - 1`` (``x[i + 1]``: row ``last``); the outputs in
+    between are all row ``inner``. Each tap's product with ``x[i]`` is formed once (a quarter of
+    the work for ``s = 4``) and nothing is written twice."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, scale):
+    def forward(ctx, x, weight, bias):
         m, length, channels = x.shape
         out_ch = weight.shape[0]
         w3 = weight.permute(2, 0, 1).reshape(3 * out_ch, channels)  # rows: (tap, out channel)
         taps = (x.reshape(-1, channels) @ w3.t()).view(m, length, 3, out_ch)
         left, mid, right = taps.unbind(2)
-        out = x.new_empty(m, length, scale, out_ch)
-        inner = out[:, :, 1] if scale > 2 else x.new_empty(m, length, out_ch)
-        torch.add(mid, bias, out=inner)
-        out[:, :, 0] = inner
-        out[:, :, scale - 1] = inner
-        inner += left
-        inner += right
-        out[:, :, 0] += right
-        out[:, 1:, 0] += left[:, :-1]
-        out[:, :, scale - 1] += left
-        out[:, :-1, scale - 1] += right[:, 1:]
-        for r in range(2, scale - 1):
-            out[:, :, r] = inner
+        rows = torch.empty_like(taps)
+        first, inner, last = rows.unbind(2)
+        base = mid + bias
+        torch.add(base, right, out=first)
+        first[:, 1:] += left[:, :-1]
+        torch.add(base, left, out=last)
+        torch.add(last, right, out=inner)
+        last[:, :-1] += right[:, 1:]
         ctx.save_for_backward(x, w3)
-        return out.view(m, length * scale, out_ch)
+        return rows
 
     @staticmethod
     def backward(ctx, grad):
         x, w3 = ctx.saved_tensors
         m, length, channels = x.shape
+        g_first, g_inner, g_last = grad.unbind(2)
+        gtaps = torch.empty_like(grad)
+        g_left, g_mid, g_right = gtaps.unbind(2)
+        torch.sum(grad, dim=2, out=g_mid)
+        torch.add(g_inner, g_last, out=g_left)
+        g_left[:, :-1] += g_first[:, 1:]
+        torch.add(g_first, g_inner, out=g_right)
+        g_right[:, 1:] += g_last[:, :-1]
+        g2 = gtaps.view(m * length, -1)
         out_ch = w3.shape[0] // 3
-        g = grad.reshape(m, length, -1, out_ch)
-        gtaps = x.new_empty(m, length, 3, out_ch)
-        torch.sum(g, dim=2, out=gtaps[:, :, 1])
-        gtaps[:, :, 0] = g[:, :, 1:].sum(2)
-        gtaps[:, :-1, 0] += g[:, 1:, 0]
-        gtaps[:, :, 2] = g[:, :, :-1].sum(2)
-        gtaps[:, 1:, 2] += g[:, :-1, -1]
-        g2 = gtaps.view(-1, 3 * out_ch)
         grad_w = (g2.t() @ x.reshape(-1, channels)).view(3, out_ch, channels).permute(1, 2, 0)
         grad_x = (g2 @ w3).view(m, length, channels) if ctx.needs_input_grad[0] else None
-        return grad_x, grad_w, gtaps[:, :, 1].sum((0, 1)), None
+        return grad_x, grad_w, g_mid.sum((0, 1))
+
+
+def upsample_conv_rows(x, conv):
+    """The distinct rows ``(M, L, 3, Cout)`` of ``conv(F.interpolate(x, scale_factor=s))`` for
+    ``x (M, L, C)``, kernel 3, any ``s >= 2`` (``expand_rows`` makes the output)."""
+    return _UpsampleConvRows.apply(x, conv.weight, conv.bias)
+
+
+def expand_rows(rows, scale: int):
+    """``(M, L, 3, ...)`` distinct rows -> ``(M, L * scale, ...)``: per ``i``, row ``first``,
+    ``scale - 2`` times row ``inner``, row ``last``."""
+    index = torch.tensor([0] + [1] * (scale - 2) + [2], device=rows.device)
+    out = rows.index_select(2, index)
+    return out.view(rows.shape[0], rows.shape[1] * scale, *rows.shape[3:])
 
 
 def upsample_conv_cl(x, conv, scale: int):
     """``conv(F.interpolate(x, scale_factor=scale))`` for ``x (M, L, C)``, kernel 3, scale >= 2."""
-    return _UpsampleConvCL.apply(x, conv.weight, conv.bias, scale)
+    return expand_rows(upsample_conv_rows(x, conv), scale)
 
 
 def residual_block_cl(x, block):
@@ -179,8 +203,13 @@ def shape_decoder_cl(decoder, z):
     h = F.gelu(residual_block_cl(h, res1))
     h = upsample_conv_cl(h, up1.conv, int(up1.scale_factor))
     h = F.gelu(residual_block_cl(h, res2))
-    h = F.gelu(upsample_conv_cl(h, up2.conv, int(up2.scale_factor)))
-    s = conv1d_cl(h, out_conv).reshape(z.shape[0], z.shape[1], -1)
+    scale = int(up2.scale_factor)
+    if out_conv.weight.shape[-1] == 1:
+        # GELU and a kernel-1 convolution act on each position alone: on the distinct rows only
+        s = expand_rows(conv1d_cl(F.gelu(upsample_conv_rows(h, up2.conv)), out_conv), scale)
+    else:
+        s = conv1d_cl(F.gelu(upsample_conv_cl(h, up2.conv, scale)), out_conv)
+    s = s.reshape(z.shape[0], z.shape[1], -1)
     mean = s.mean(dim=-1, keepdim=True)
     std = s.std(dim=-1, keepdim=True)
     return (s - mean) / (std + 1e-8)
