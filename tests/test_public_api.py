@@ -57,6 +57,8 @@ def test_triton_kernel_modules_import():
     [sys.executable, "-m", "vqfast.build", "--help"],
     [sys.executable, "-m", "vqfast.experiments.text_guidance", "--help"],
     [sys.executable, "bench/quantize.py", "--help"],
+    [sys.executable, "bench/model_step.py", "--help"],
+    [sys.executable, "bench/ops/dropout.py", "--help"],
 ])
 def test_documented_commands_start(command):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
