@@ -111,6 +111,7 @@ def test_cpp_on_a_torch_with_another_stream_says_so(monkeypatch):
     monkeypatch.setattr(dropout_module, "available_here", lambda: False)
     with pytest.raises(_backend.BackendUnavailableError, match="MKL"):
         ops.dropout(torch.randn(3), 0.1, backend="cpp")
+    assert ops.backends("cpu")["dropout"] == "reference"
     torch.manual_seed(0)
     want = F.dropout(torch.ones(9), 0.5, True)
     torch.manual_seed(0)

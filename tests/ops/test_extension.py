@@ -3,6 +3,7 @@ install and the build inputs (two environments with one torch version keep their
 changed source gets a new one)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,11 @@ from .conftest import DEVICE
 def test_compiled_ops_are_built_and_used_by_auto_on_cpu():
     # CI must exercise the compiled path, not a silent fallback.
     assert _extension.load_error() is None
+    # torch draws dropout's mask through MKL on Intel CPUs (another stream): F.dropout there
+    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
     assert ops.backends("cpu") == {
         "extract_subsequence": "cpp", "nearest_code": "cpp", "code_histogram": "cpp",
-        "vq_loss": "cpp", "dropout": "cpp",
+        "vq_loss": "cpp", "dropout": "reference" if intel else "cpp",
     }
 
 

@@ -63,7 +63,12 @@ def _why_not(op: str, backend: str, device: torch.device) -> str | None:
     if backend == "cpp":
         from vqfast.ops import _extension
 
-        return _extension.load_error()
+        reason = _extension.load_error()
+        if reason is None and op == "dropout":
+            from vqfast.ops.dropout import stream_mismatch
+
+            reason = stream_mismatch()
+        return reason
     if backend == "triton":
         if not triton_importable():
             return "triton is not installed: pip install 'vqfast[triton]'"

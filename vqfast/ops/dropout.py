@@ -6,7 +6,8 @@ generator (so a seeded step drops the same units as the authors' layers) and lea
 generator where ``F.dropout`` leaves it, several times faster: torch draws each element through a
 serial per-element loop on CPUs where it does not use MKL (AMD, ARM). On Intel CPUs torch's
 ``bernoulli_`` goes through MKL (a different stream, already parallel); ``available_here()``
-checks once which stream this torch draws and ``auto`` uses the C++ op only where it matches.
+checks once which stream this torch draws: where it does not match, ``auto`` (and
+``vqfast.ops.backends()``) use ``F.dropout`` and ``backend="cpp"`` raises, saying why.
 CUDA's ``F.dropout`` is already one fused kernel (``auto`` uses it).
 
 The C++ op has side effects on the global generator, so it is an ``autograd.Function`` over the
@@ -55,8 +56,10 @@ class _DropoutCpp(torch.autograd.Function):
 def available_here() -> bool:
     """Whether the C++ op draws what ``F.dropout`` draws with this torch on this CPU: the same
     mask and the generator left in the same state (checked once, on a private seed, with the
-    global generator's state restored)."""
-    if _backend.resolve("dropout", "auto", torch.device("cpu")) != "cpp":
+    global generator's state restored). False when the C++ ops did not build."""
+    from vqfast.ops import _extension
+
+    if _extension.load_error() is not None:
         return False
     with torch.random.fork_rng(devices=[]):
         for n, p in ((1, 0.5), (1300, 0.1), (70_001, 0.25)):
@@ -68,6 +71,14 @@ def available_here() -> bool:
             if not (torch.equal(keep.float(), want) and torch.equal(torch.get_rng_state(), state)):
                 return False
     return True
+
+
+def stream_mismatch() -> str | None:
+    """Why the C++ op cannot stand in for ``F.dropout`` here (the C++ ops built), or None."""
+    if available_here():
+        return None
+    return ("this torch draws bernoulli_ through another stream here (MKL, on Intel CPUs), which "
+            "the C++ op does not reproduce; F.dropout is already parallel there")
 
 
 def _dense(x: torch.Tensor) -> bool:
@@ -105,12 +116,6 @@ def dropout(x: torch.Tensor, p: float, training: bool = True, *,
         return x
     impl = _backend.resolve("dropout", backend, x.device)
     if (impl == "reference" or p == 1.0 or torch.compiler.is_compiling()
-            or x.dtype not in (torch.float32, torch.float64) or not _dense(x)
-            or not available_here()):
-        if impl == "cpp" and backend not in ("auto", None) and not available_here():
-            raise _backend.BackendUnavailableError(
-                "backend='cpp' was requested for dropout, but this torch draws bernoulli_ through "
-                "MKL here (an Intel CPU), a stream the C++ op does not reproduce. Use "
-                "backend='auto' (F.dropout, already parallel here)")
+            or x.dtype not in (torch.float32, torch.float64) or not _dense(x)):
         return dropout_ref(x, p, training)
     return _DropoutCpp.apply(x, p)
