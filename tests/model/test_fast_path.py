@@ -172,6 +172,32 @@ def test_training_step_equals_the_plain_layers():
         assert (grad_b[name] - g).norm().item() <= max(1e-4 * g.norm().item(), noise), name
 
 
+def test_training_step_under_bf16_autocast_follows_the_plain_layers():
+    """The fast layers' custom backward passes run their products as the forward did (autograd
+    leaves autocast for a Function's backward): gradients in the parameters' dtype, losses as
+    the plain layers' to bf16 rounding."""
+    plain, quick = plain_and_fast(train=True)
+    x = series(6, TINY["len_input"])
+
+    def bf16_step(model):  # backward outside autocast, as a training loop calls it
+        torch.manual_seed(5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, losses = model(x, mode="pretrain")
+            total = model.total_loss(losses)
+        total.backward()
+        return losses, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss_a, grad_a = bf16_step(plain)
+    loss_b, grad_b = bf16_step(quick)
+    for key in LOSS_KEYS:
+        assert rel(loss_b[key], loss_a[key]) < 5e-2, key
+    for name, g in grad_b.items():
+        assert g.dtype == torch.float32 and torch.isfinite(g).all(), name
+    total = sum(g.norm() ** 2 for g in grad_a.values()) ** 0.5
+    diff = sum((grad_b[n] - g).norm() ** 2 for n, g in grad_a.items()) ** 0.5
+    assert diff / total < 0.1
+
+
 def test_padding_falls_back_to_the_plain_layers():
     plain, quick = plain_and_fast(train=False)
     x = series(3, TINY["len_input"])

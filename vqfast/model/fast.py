@@ -32,6 +32,18 @@ def group_norm_cl(x, norm):
     return y.squeeze(2).transpose(1, 2)
 
 
+def _autocast_state(x) -> tuple:
+    """The autocast state of ``x``'s device, for a backward to run its products as the forward
+    did (autograd runs a Function's backward outside the forward's autocast)."""
+    device = x.device.type
+    return device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+
+
+def _as_in_forward(state):
+    device, enabled, dtype = state
+    return torch.autocast(device, dtype=dtype, enabled=enabled)
+
+
 class _ConvCL(torch.autograd.Function):
     """Odd-kernel ``"same"`` convolution of ``x (M, L, C)``: one matrix product gives every tap's
     product ``(M, L, k, Cout)``, summed with the taps' shifts (no window copy of ``x``). The
@@ -55,10 +67,16 @@ class _ConvCL(torch.autograd.Function):
             else:
                 out[:, :-shift] += taps[:, shift:, j]
         ctx.save_for_backward(x, weight)
+        ctx.autocast = _autocast_state(x)
         return out
 
     @staticmethod
     def backward(ctx, grad):
+        with _as_in_forward(ctx.autocast):
+            return _ConvCL._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         x, weight = ctx.saved_tensors
         out_ch, channels, k = weight.shape
         m, length = x.shape[0], x.shape[1]
@@ -113,7 +131,8 @@ def _windows(x, k: int):
 def conv1d_cl(x, conv):
     """``nn.Conv1d`` (stride 1, odd kernel, ``"same"`` padding) of ``x (M, L, C)``."""
     if conv.weight.shape[-1] == 1:
-        if conv.weight.shape[0] == 1 and conv.bias is not None:
+        if (conv.weight.shape[0] == 1 and conv.bias is not None and x.dtype == conv.weight.dtype
+                and not torch.is_autocast_enabled(x.device.type)):
             return _LinearToOne.apply(x, conv.weight[:, :, 0], conv.bias)
         return F.linear(x, conv.weight[:, :, 0], conv.bias)
     return _ConvCL.apply(x, conv.weight, conv.bias)
@@ -143,10 +162,16 @@ class _UpsampleConvRows(torch.autograd.Function):
         torch.add(last, right, out=inner)
         last[:, :-1] += right[:, 1:]
         ctx.save_for_backward(x, w3)
+        ctx.autocast = _autocast_state(x)
         return rows
 
     @staticmethod
     def backward(ctx, grad):
+        with _as_in_forward(ctx.autocast):
+            return _UpsampleConvRows._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         x, w3 = ctx.saved_tensors
         m, length, channels = x.shape
         g_first, g_inner, g_last = grad.unbind(2)
