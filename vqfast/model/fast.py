@@ -15,6 +15,8 @@ They compute what the modules compute up to float rounding (summation order), no
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -39,9 +41,17 @@ def _autocast_state(x) -> tuple:
     return device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
 
 
-def _as_in_forward(state):
-    device, enabled, dtype = state
-    return torch.autocast(device, dtype=dtype, enabled=enabled)
+def _under_forward_autocast(backward):
+    """A Function's ``backward`` run under the autocast state its forward saved in
+    ``ctx.autocast`` (``_autocast_state``), so that its products take the forward's dtypes."""
+
+    @functools.wraps(backward)
+    def run(ctx, grad):
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return backward(ctx, grad)
+
+    return run
 
 
 class _ConvCL(torch.autograd.Function):
@@ -71,12 +81,8 @@ class _ConvCL(torch.autograd.Function):
         return out
 
     @staticmethod
+    @_under_forward_autocast
     def backward(ctx, grad):
-        with _as_in_forward(ctx.autocast):
-            return _ConvCL._backward(ctx, grad)
-
-    @staticmethod
-    def _backward(ctx, grad):
         x, weight = ctx.saved_tensors
         out_ch, channels, k = weight.shape
         m, length = x.shape[0], x.shape[1]
@@ -166,12 +172,8 @@ class _UpsampleConvRows(torch.autograd.Function):
         return rows
 
     @staticmethod
+    @_under_forward_autocast
     def backward(ctx, grad):
-        with _as_in_forward(ctx.autocast):
-            return _UpsampleConvRows._backward(ctx, grad)
-
-    @staticmethod
-    def _backward(ctx, grad):
         x, w3 = ctx.saved_tensors
         m, length, channels = x.shape
         g_first, g_inner, g_last = grad.unbind(2)
