@@ -323,7 +323,8 @@ def _train_and_report(args, plan, preset, accelerator, run, labelled, started, f
                      "steps": run.step, "series_per_step": run.series_per_step,
                      "train_seconds": run.train_seconds, **facts}
         probe = None if args.no_probe else ProbeSettings(protocol=args.probe_protocol,
-                                                         seeds=args.probe_seeds)
+                                                         seeds=args.probe_seeds,
+                                                         tie_break=args.probe_tie_break)
         core = accelerator.unwrap_model(run.model)
         report = report_lib.finish(core, labelled, run.history, args.output_dir, run_facts,
                                    started=started, probe=probe, baseline=not args.no_baseline,

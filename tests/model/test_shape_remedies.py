@@ -29,11 +29,13 @@ def build(**change):
 
 def test_every_remedy_is_off_by_default():
     assert DEFAULTS["max_shape_len"] is None and DEFAULTS["shape_source"] == "tokens"
+    assert DEFAULTS["window_layout"] == "learned"
     assert LOSS_WEIGHTS["lambda_s_norm"] == 0.0
     assert TrainSettings().kmeans_init_step == 0 and TrainSettings().dead_code_every == 0
     for name in ("paper", "paper-256", "default-authors"):
         p = get_preset(name)
         assert p.model["shape_source"] == "tokens" and p.model["max_shape_len"] is None
+        assert p.model["window_layout"] == "learned"
         assert p.loss_weights["lambda_s_norm"] == 0.0
         assert p.train.kmeans_init_step == 0 and p.train.dead_code_every == 0
 
@@ -41,7 +43,7 @@ def test_every_remedy_is_off_by_default():
 def test_defaults_equal_the_options_set_off_explicitly():
     x = series()
     plain = build()
-    off = build(max_shape_len=None, shape_source="tokens")
+    off = build(max_shape_len=None, shape_source="tokens", window_layout="learned")
     assert not hasattr(plain, "window_encoder")
     assert list(plain.state_dict()) == list(off.state_dict())
     a, la = plain(x, mode="evaluate")
@@ -107,6 +109,62 @@ def test_window_model_saves_and_loads(tmp_path):
     a, b = model(x, mode="tokenize")[0], loaded(x, mode="tokenize")[0]
     assert torch.equal(a["token"], b["token"])
     assert not loaded.attr_decoder.mu_head.layers[0].weight.requires_grad
+
+
+GRID = dict(shape_source="window", max_shape_len=0.2, window_layout="grid")
+
+
+def test_grid_layout_places_evenly_spaced_windows_from_start_to_end():
+    x = series()
+    model = build(**GRID)
+    out, _ = model(x, mode="evaluate")
+    t, l = out["t_pred"], out["l_pred"]
+    assert t.shape == l.shape == (x.shape[0], TINY["num_token"], 1)
+    assert torch.allclose(l, torch.tensor(0.2))
+    assert t[:, 0].abs().max() < 1e-7 and torch.allclose(t[:, -1] + l[:, -1], torch.tensor(1.0))
+    gaps = t[:, 1:] - t[:, :-1]
+    assert torch.allclose(gaps, torch.tensor(0.8 / (TINY["num_token"] - 1)))
+    assert torch.equal(t[0], t[-1])  # the same windows for every series
+
+
+def test_grid_windows_of_one_token_are_centred():
+    from vqfast.model.functional import grid_windows
+
+    t, l = grid_windows(2, 1, 0.25, torch.zeros(1, dtype=torch.float64))
+    assert t.dtype == torch.float64 and t.shape == (2, 1, 1)
+    assert torch.allclose(t, torch.tensor(0.375, dtype=torch.float64))
+    assert torch.allclose(l, torch.tensor(0.25, dtype=torch.float64))
+
+
+def test_grid_layout_trains_without_the_token_embeddings():
+    model = build(**GRID).train()
+    _, losses = model(series(), mode="pretrain")
+    model.total_loss(losses).backward()
+    for name, p in model.named_parameters():
+        unused = name.split(".")[0] in ("encoder", "tokenizer", "attr_decoder")
+        assert p.requires_grad is not unused, name
+        if p.requires_grad:
+            assert p.grad is not None, name
+    assert model.window_encoder.layers[0].weight.grad.abs().sum() > 0
+
+
+def test_grid_layout_needs_measured_windows_of_a_stated_length():
+    with pytest.raises(ValueError, match="window_layout='grid'.*shape_source='window'"):
+        build(window_layout="grid", max_shape_len=0.2)
+    with pytest.raises(ValueError, match="max_shape_len"):
+        build(window_layout="grid", shape_source="window")
+    with pytest.raises(ValueError, match="window_layout must be one of"):
+        build(window_layout="random")
+
+
+def test_grid_model_saves_and_loads(tmp_path):
+    model = build(**GRID)
+    model.save_pretrained(tmp_path / "m")
+    loaded = VQShape.from_pretrained(tmp_path / "m")
+    assert loaded.config["window_layout"] == "grid"
+    x = series(3)
+    a, b = model(x, mode="tokenize")[0], loaded(x, mode="tokenize")[0]
+    assert torch.equal(a["token"], b["token"])
 
 
 def test_text_model_refuses_the_window_source():
@@ -188,3 +246,15 @@ def test_codebook_care_leaves_a_frozen_codebook_alone():
     care.after_step(1, codebook)
     care.after_step(2, codebook)
     assert torch.equal(codebook.weight, before)
+
+
+def test_a_text_run_of_the_default_preset_uses_the_token_heads_and_learned_windows(capsys):
+    from vqfast.training.plans import TextPlan
+
+    preset = get_preset("default")
+    assert preset.model["window_layout"] == "grid"
+    model, _ = TextPlan(source="label").build_model(preset)
+    assert isinstance(model, VQShapeText)
+    assert model.config["shape_source"] == "tokens" and model.config["window_layout"] == "learned"
+    said = capsys.readouterr().out
+    assert "shape_source='window', window_layout='grid'" in said and "replaced" in said

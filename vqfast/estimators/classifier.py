@@ -83,8 +83,8 @@ class VQShapeClassifier(_Tokenizer, BaseClassifier):
             chosen = linear_probe(feats, labels, feats, labels, self.features, settings)
             wd, drop, epochs, how = (chosen.weight_decay, chosen.dropout, chosen.epochs,
                                      chosen.selection)
-        _, (weight, bias) = train_grid((feats - offset) / divisor, labels, self.n_classes_,
-                                       [wd], [drop], epochs, settings, seed)
+        _, _, (weight, bias) = train_grid((feats - offset) / divisor, labels, self.n_classes_,
+                                          [wd], [drop], epochs, settings, seed)
         self.probe_ = {"weight": weight[0], "bias": bias[0, 0], "offset": offset,
                        "divisor": divisor}
         self.probe_selection_ = {"weight_decay": wd, "dropout": drop, "epochs": epochs,

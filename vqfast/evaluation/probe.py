@@ -9,7 +9,12 @@ batch 64, 100 epochs, cross-entropy, over a grid of weight decay x dropout, seve
 Protocols:
 
 - ``"cv"`` (default, honest): the grid point and the number of epochs are chosen by stratified
-  k-fold cross-validation on the training split; the test split is used once per seed.
+  k-fold cross-validation on the training split; the test split is used once per seed. Among
+  grid points and epochs of equal validation accuracy (frequent: a small split's accuracies take
+  few values, and its curves plateau early) ``tie_break="first"`` (default) takes the first (the
+  earliest epoch, often a few Adam steps from the random start on a small split);
+  ``tie_break="loss"`` the lowest validation cross-entropy (docs/shape-collapse.md compares
+  them: no consistent difference on the main job's runs).
 - ``"paper"``: the authors' choice, grid point and epoch picked on the *test* split: optimistic,
   reported only to compare with their numbers.
 
@@ -30,6 +35,7 @@ import torch.nn.functional as F
 from vqfast.inputs import PAD_MODES
 
 PROTOCOLS = ("cv", "paper")
+TIE_BREAKS = ("first", "loss")
 FEATURES = ("token", "histogram")
 WEIGHT_DECAYS = (0.0, 0.01, 0.1, 1.0, 10.0, 100.0)
 DROPOUTS = (0.0, 0.2, 0.5, 0.8)
@@ -46,10 +52,14 @@ class ProbeSettings:
     weight_decays: tuple = WEIGHT_DECAYS
     dropouts: tuple = DROPOUTS
     seed: int = 0
+    tie_break: str = "first"
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"probe: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"probe: tie_break must be one of {TIE_BREAKS}, got "
+                             f"{self.tie_break!r}")
         if self.seeds < 1 or self.epochs < 1 or self.folds < 2:
             raise ValueError("probe: seeds and epochs must be >= 1 and folds >= 2")
 
@@ -132,8 +142,8 @@ def train_grid(x, y, num_classes, weight_decays, dropouts, epochs, settings, see
     The classifiers are independent (separate weights, per-point L2 as in Adam's weight_decay,
     per-point input dropout), batched into one tensor program: the input is masked once per
     dropout rate and multiplied with the weights of every weight decay at that rate. Returns the
-    accuracy on ``(x_eval, y_eval)`` after every epoch, ``(P, W, epochs)`` for ``P`` dropout
-    rates and ``W`` weight decays, and the final weights.
+    accuracy and the mean cross-entropy on ``(x_eval, y_eval)`` after every epoch, each
+    ``(P, W, epochs)`` for ``P`` dropout rates and ``W`` weight decays, and the final weights.
     """
     gen = torch.Generator().manual_seed(seed)
     (n, F_), C = x.shape, num_classes
@@ -145,6 +155,7 @@ def train_grid(x, y, num_classes, weight_decays, dropouts, epochs, settings, see
     b = ((torch.rand(P, 1, Wn * C, generator=gen) * 2 - 1) * bound).requires_grad_()
     opt = torch.optim.Adam([W, b], lr=settings.lr)
     curve = torch.zeros(P, Wn, epochs)
+    eval_loss = torch.zeros(P, Wn, epochs)
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, settings.batch_size):
@@ -163,9 +174,13 @@ def train_grid(x, y, num_classes, weight_decays, dropouts, epochs, settings, see
             opt.step()
         if x_eval is not None:
             with torch.no_grad():
-                pred = (x_eval @ W + b).view(P, -1, Wn, C).argmax(-1)  # (P, m, Wn)
+                logits = (x_eval @ W + b).view(P, -1, Wn, C)
+                pred = logits.argmax(-1)  # (P, m, Wn)
                 curve[:, :, epoch] = (pred == y_eval.view(1, -1, 1)).float().mean(1)
-    return curve, (W.detach(), b.detach())
+                target = y_eval.view(1, -1, 1).expand(P, -1, Wn)
+                eval_loss[:, :, epoch] = F.cross_entropy(logits.permute(0, 3, 1, 2), target,
+                                                         reduction="none").mean(1)
+    return curve, eval_loss, (W.detach(), b.detach())
 
 
 def predict(x, weights) -> torch.Tensor:
@@ -220,12 +235,12 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         g, epochs, k = select_by_cv(train_x, train_y, num_classes, settings)
         accs = []
         for s in range(settings.seeds):
-            _, weights = train_grid(train_x, train_y, num_classes, [wds[g % len(wds)]],
+            _, _, weights = train_grid(train_x, train_y, num_classes, [wds[g % len(wds)]],
                                     [drops[g // len(wds)]], epochs, settings, settings.seed + s)
             accs.append((predict(test_x, weights) == test_y).float().mean().item())
         accs = torch.tensor(accs)
         selection = (f"grid point and epoch chosen by {k}-fold cross-validation on the training "
-                     "split")
+                     f"split{_TIE_BREAK_WORDS[settings.tie_break]}")
     return ProbeResult(
         accuracy=float(accs.mean()), std=float(accs.std(unbiased=False)),
         per_seed=[float(a) for a in accs], weight_decay=wds[g % len(wds)],
@@ -234,23 +249,34 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
     )
 
 
+_TIE_BREAK_WORDS = {"loss": ", ties broken by validation loss",
+                    "first": ", ties broken by the earliest epoch"}
+
+
 def select_by_cv(train_x, train_y, num_classes, settings: ProbeSettings):
     """The grid point (index into the ``(dropout, weight decay)`` pairs, dropout-major) and
     number of epochs with the best stratified k-fold validation accuracy on scaled training
-    features; returns ``(grid index, epochs, k)``."""
+    features, ties broken as ``settings.tie_break`` says; returns ``(grid index, epochs, k)``."""
     wds, drops = list(settings.weight_decays), list(settings.dropouts)
     smallest = int(torch.bincount(train_y).min())
     k = max(2, min(settings.folds, smallest))
     folds = stratified_folds(train_y, k, settings.seed)
-    val = torch.zeros(len(drops) * len(wds), settings.epochs)
+    val = torch.zeros(len(drops) * len(wds), settings.epochs, dtype=torch.float64)
+    val_loss = torch.zeros_like(val)
     for i, fold in enumerate(folds):
         rest = torch.cat([f for j, f in enumerate(folds) if j != i])
-        curve, _ = train_grid(train_x[rest], train_y[rest], num_classes, wds, drops,
-                              settings.epochs, settings, settings.seed + 1000 + i,
-                              train_x[fold], train_y[fold])
-        val += curve.flatten(0, 1) * len(fold)
-    val /= len(train_y)
-    flat = int(val.flatten().argmax())
+        curve, loss, _ = train_grid(train_x[rest], train_y[rest], num_classes, wds, drops,
+                                    settings.epochs, settings, settings.seed + 1000 + i,
+                                    train_x[fold], train_y[fold])
+        val += curve.flatten(0, 1).double() * len(fold)
+        val_loss += loss.flatten(0, 1).double() * len(fold)
+    val, val_loss = val.flatten() / len(train_y), val_loss.flatten() / len(train_y)
+    # Accuracies are counts over the training split: equal counts are ties.
+    best = (val - val.max()).abs() < 0.5 / len(train_y)
+    if settings.tie_break == "loss":
+        flat = int(torch.where(best, val_loss, torch.inf).argmin())
+    else:
+        flat = int(best.nonzero()[0])
     return flat // settings.epochs, flat % settings.epochs + 1, k
 
 
@@ -311,7 +337,7 @@ def fit_probe(train_x, train_y, kind: str = "histogram", settings: ProbeSettings
             g, epochs, k = select_by_cv(x, train_y, num_classes, settings)
             selection = f"grid point and epoch chosen by {k}-fold cross-validation on train"
         wd, drop = wds[g % len(wds)], drops[g // len(wds)]
-        _, (W, b) = train_grid(x, train_y, num_classes, [wd], [drop], epochs, settings,
+        _, _, (W, b) = train_grid(x, train_y, num_classes, [wd], [drop], epochs, settings,
                                settings.seed)
     finally:
         torch.set_flush_denormal(False)
@@ -364,6 +390,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True, help="dataset name or path (vqfast.data)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="cv")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--tie-break", choices=TIE_BREAKS, default="first",
+                        help="among equally accurate grid points and epochs of the cv protocol, "
+                             "the first (the earliest epoch) or the lowest validation loss")
     parser.add_argument("--how", choices=PAD_MODES, default="pad")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--json", help="also write the result here")
@@ -375,7 +404,8 @@ def main(argv=None) -> int:
 
     model = VQShape.from_pretrained(args.model)
     data = load_dataset(args.dataset, length=model.len_input, how=args.how)
-    result = probe_model(model, data, ProbeSettings(protocol=args.protocol, seeds=args.seeds),
+    result = probe_model(model, data, ProbeSettings(protocol=args.protocol, seeds=args.seeds,
+                                                    tie_break=args.tie_break),
                          batch_size=args.batch_size, progress=sys.stderr.isatty())
     result["dataset"] = data.name
     print(f"{data.name}: {result['selection']}")
@@ -388,9 +418,9 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["DROPOUTS", "FEATURES", "PROTOCOLS", "WEIGHT_DECAYS", "FittedProbe", "ProbeResult",
-           "ProbeSettings", "codebook_usage", "extract_features", "fit_probe", "linear_probe",
-           "main", "predict", "probe_model", "scale", "scaler", "select_by_cv",
+__all__ = ["DROPOUTS", "FEATURES", "PROTOCOLS", "TIE_BREAKS", "WEIGHT_DECAYS", "FittedProbe",
+           "ProbeResult", "ProbeSettings", "codebook_usage", "extract_features", "fit_probe",
+           "linear_probe", "main", "predict", "probe_model", "scale", "scaler", "select_by_cv",
            "stratified_folds", "train_grid"]
 
 

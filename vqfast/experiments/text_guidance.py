@@ -212,9 +212,9 @@ def run_args(args, dataset: Dataset, seed: int, model: str, setting: Setting | N
             "--probe-seeds", str(args.probe_seeds), "--checkpoint-every", str(10**9),
             "--no-baseline", "--no-plots", "--num-token", str(args.num_token),
             # Text enters through the token heads: every model, plain VQShape included, takes its
-            # code, mu and sigma from them (the authors' shape_source), so the study compares
-            # like with like.
-            "--set", "shape_source=tokens"]
+            # code, mu and sigma, and its windows, from them (the authors' shape_source and
+            # window_layout), so the study compares like with like.
+            "--set", "shape_source=tokens", "--set", "window_layout=learned"]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     for item in args.set:

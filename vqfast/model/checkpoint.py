@@ -33,7 +33,7 @@ WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURE = ("dim_embedding", "patch_size", "num_patch", "num_enc_head", "num_enc_layer",
                 "num_tokenizer_head", "num_tokenizer_layer", "num_dec_head", "num_dec_layer",
                 "num_token", "len_s", "len_input", "num_code", "dim_code", "max_shape_len",
-                "shape_source")
+                "shape_source", "window_layout")
 HEAD_COUNTS = ("num_enc_head", "num_tokenizer_head", "num_dec_head")
 
 

@@ -18,6 +18,11 @@ LOSS_WEIGHTS = dict(lambda_x=1.0, lambda_z=1.0, lambda_s=1.0, lambda_dist=0.8, l
 # embedding) or "window" (vqfast: measured on the subsequence the token's window covers).
 SHAPE_SOURCES = ("tokens", "window")
 
+# Where the windows (t, l) come from: "learned" (the authors: a head on the token embedding) or
+# "grid" (vqfast, with shape_source="window": num_token windows of length max_shape_len, evenly
+# spaced from the series' start to its end).
+WINDOW_LAYOUTS = ("learned", "grid")
+
 
 def _keyword(default, official: str | None = None, *, fallback: str | None = None,
              optional: bool = False):
@@ -60,6 +65,7 @@ class VQShapeConfig:
     # vqfast's options beyond the authors' model (None / off: their computation, bit for bit).
     max_shape_len: float | None = _keyword(None, optional=True)
     shape_source: str = _keyword("tokens", optional=True)
+    window_layout: str = _keyword("learned", optional=True)
 
     def __post_init__(self):
         _validate(self)
@@ -105,6 +111,13 @@ def _validate(c: VQShapeConfig) -> None:
     need(c.lambda_entropy >= 0, "lambda_entropy must be >= 0")
     need(c.shape_source in SHAPE_SOURCES,
          f"shape_source must be one of {SHAPE_SOURCES}, got {c.shape_source!r}")
+    need(c.window_layout in WINDOW_LAYOUTS,
+         f"window_layout must be one of {WINDOW_LAYOUTS}, got {c.window_layout!r}")
+    if c.window_layout == "grid":
+        need(c.shape_source == "window" and c.max_shape_len is not None,
+             "window_layout='grid' places windows of length max_shape_len whose code, mu and "
+             "sigma are measured on the series: set shape_source='window' and max_shape_len "
+             f"(got shape_source={c.shape_source!r}, max_shape_len={c.max_shape_len!r})")
     need(c.max_shape_len is None or MIN_SHAPE_LEN < c.max_shape_len <= 1,
          f"max_shape_len must be None (the authors' windows, up to the series' end) or in "
          f"({MIN_SHAPE_LEN:g}, 1], got {c.max_shape_len!r}")

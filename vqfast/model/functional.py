@@ -14,6 +14,17 @@ def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(dim=-1, keepdim=True), (x.var(dim=-1, keepdim=True) + 1e-5).sqrt()
 
 
+def grid_windows(batch: int, num: int, length: float, like: torch.Tensor):
+    """``num`` windows of ``length`` (relative to the series) evenly spaced from its start to its
+    end (one window: centred): starts and lengths ``(batch, num, 1)`` in ``like``'s dtype and
+    device."""
+    step = (1 - length) / (num - 1) if num > 1 else 0.0
+    first = 0.0 if num > 1 else (1 - length) / 2
+    t = first + step * torch.arange(num, device=like.device, dtype=like.dtype)
+    t = t.view(1, num, 1).expand(batch, num, 1)
+    return t, torch.full_like(t, length)
+
+
 def observed_stats(x: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``instance_stats`` over the values where ``observed`` (same shape, 1 or 0) is 1."""
     count = observed.sum(-1, keepdim=True)

@@ -20,7 +20,12 @@ from vqfast import ops
 from vqfast.inputs import check_series, describe_indices
 from vqfast.model import checkpoint
 from vqfast.model.config import LOSS_WEIGHTS, MIN_SHAPE_LEN, VQShapeConfig
-from vqfast.model.functional import disentanglement_loss, instance_stats, observed_stats
+from vqfast.model.functional import (
+    disentanglement_loss,
+    grid_windows,
+    instance_stats,
+    observed_stats,
+)
 from vqfast.model.modules import (
     MLP,
     AttributeDecoder,
@@ -117,6 +122,10 @@ class VQShape(nn.Module):
             for head in (self.attr_decoder.z_head, self.attr_decoder.mu_head,
                          self.attr_decoder.sigma_head):
                 head.requires_grad_(False)
+        if c.window_layout == "grid":
+            # The windows are fixed, so nothing reads the token embeddings.
+            for unused in (self.encoder, self.tokenizer, self.attr_decoder):
+                unused.requires_grad_(False)
         self.backend = backend
         self.fast = False
         # Weights of the four losses in the pre-training objective (the authors keep them in their
@@ -292,6 +301,8 @@ class VQShape(nn.Module):
     def _encode(self, x, stats, select=None, padding=None):
         """Shape-token embeddings ``h (B, N, E)`` of ``x`` normalized by ``stats``; ``select``
         picks the patches the encoder sees, ``padding`` marks those it and the tokenizer ignore."""
+        if self.config["window_layout"] == "grid":
+            return None  # fixed windows: no token embeddings to compute
         mean, std = stats
         # x -> patches -> encoder: windows of the normalized series, projected, position added.
         memory = self.encoder((x - mean) / std, select, padding)
@@ -311,15 +322,19 @@ class VQShape(nn.Module):
         mean, std = stats
         window = self.config["shape_source"] == "window"
         # attributes: shape latent, window start t and length l >= l_min, offset mu, scale sigma.
-        if window:
-            tl = torch.sigmoid(self.attr_decoder.tl_mean_head(h))
+        if self.config["window_layout"] == "grid":  # vqfast: fixed windows
+            t_hat, l_hat = grid_windows(x.shape[0], self.config["num_token"],
+                                        self.config["max_shape_len"], x)
         else:
-            z_e, tl, mu_hat, sigma_hat = self.decode_attributes(h, text)
-        t_hat = tl[..., [0]] * (1 - MIN_SHAPE_LEN)
-        span = 1 - t_hat
-        if self.config["max_shape_len"] is not None:  # vqfast: l <= max_shape_len
-            span = span.clamp(max=self.config["max_shape_len"] - MIN_SHAPE_LEN)
-        l_hat = tl[..., [1]] * span + MIN_SHAPE_LEN
+            if window:
+                tl = torch.sigmoid(self.attr_decoder.tl_mean_head(h))
+            else:
+                z_e, tl, mu_hat, sigma_hat = self.decode_attributes(h, text)
+            t_hat = tl[..., [0]] * (1 - MIN_SHAPE_LEN)
+            span = 1 - t_hat
+            if self.config["max_shape_len"] is not None:  # vqfast: l <= max_shape_len
+                span = span.clamp(max=self.config["max_shape_len"] - MIN_SHAPE_LEN)
+            l_hat = tl[..., [1]] * span + MIN_SHAPE_LEN
         s = None
         if window or compute_loss:
             s = self._subsequences(x, t_hat, l_hat)

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vqfast.evaluation.probe import PROTOCOLS
+from vqfast.evaluation.probe import PROTOCOLS, TIE_BREAKS
 from vqfast.inputs import PAD_MODES
 from vqfast.model import DEFAULTS, FUSIONS, TEXT_KEYS
 from vqfast.text import TEXT_SOURCES
@@ -42,6 +42,9 @@ MODEL_HELP = {
     "mask_ratio": "share of patches masked in pre-training",
     "shape_source": "where a token's code, mu and sigma come from: 'tokens' (heads on the token "
                     "embedding, the authors') or 'window' (measured on the token's window)",
+    "window_layout": "where the windows (t, l) come from: 'learned' (a head on the token "
+                     "embedding, the authors') or 'grid' (num_token windows of max_shape_len, "
+                     "evenly spaced; needs shape_source 'window')",
     "max_shape_len": "longest window a token may cover, as a share of the series (none: up to "
                      "the series' end, as the authors)",
 }
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("--probe-protocol", choices=PROTOCOLS, default="cv",
                    help="how the probe's regularization is chosen")
+    p.add_argument("--probe-tie-break", choices=TIE_BREAKS, default="first",
+                   help="cv protocol: among equally accurate grid points and epochs, the first "
+                        "(the earliest epoch) or the lowest validation loss")
     p.add_argument("--probe-seeds", type=int, default=5,
                    help="probe repeats with different seeds (mean and std are reported)")
     p.add_argument("--no-baseline", action="store_true",

@@ -83,12 +83,17 @@ class TextPlan:
             teacher.requires_grad_(False)
             preset.model = dict(teacher.vqshape_config)
             return student_from_teacher(teacher), teacher
-        if preset.model.get("shape_source", "tokens") != "tokens":
-            # Text enters through the token heads, which shape_source="window" does not use.
-            print(f"vqfast: text guidance fuses text into the token heads: shape_source="
-                  f"{preset.model['shape_source']!r} of preset {preset.name!r} replaced by "
-                  "'tokens' (the authors')")
-            preset.model["shape_source"] = "tokens"
+        authors = {"shape_source": "tokens", "window_layout": "learned"}
+        changed = {k: preset.model[k] for k, v in authors.items()
+                   if preset.model.get(k, v) != v}
+        if changed:
+            # Text enters through the token heads, which shape_source="window" (and its grid of
+            # windows) does not use.
+            print("vqfast: text guidance fuses text into the token heads: "
+                  + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+                  + f" of preset {preset.name!r} replaced by the authors' "
+                  + ", ".join(f"{k}={authors[k]!r}" for k in changed))
+            preset.model.update(authors)
         contrastive = self.contrastive_weight if self.mode == "contrastive" else 0.0
         model = VQShapeText(**preset.model, fusion=self.fusion, text_keys=self.text_keys,
                             text_model=self.text_model, align_weight=self.align_weight,

@@ -6,9 +6,9 @@
 - ``default-authors``: ``default`` with the authors' computation (the remedies off).
 - ``default``: a small model that trains in minutes on a 2-core CPU and learns a codebook of
   distinct shapes (the main job's default). It turns on vqfast's remedies for degenerate shape
-  tokens (docs/shape-collapse.md): windows of at most 12 % of the series, code, mu and sigma
-  measured on each token's window (``shape_source="window"``), and k-means initialization and
-  dead-code restart of the codebook.
+  tokens (docs/shape-collapse.md): 32 windows of 12 % of the series evenly spaced over it
+  (``window_layout="grid"``), code, mu and sigma measured on each token's window
+  (``shape_source="window"``), and k-means initialization and dead-code restart of the codebook.
 
 Every value can be overridden (``vqfast/train.py --set key=value`` or the named options).
 """
@@ -72,7 +72,7 @@ PRESETS: dict[str, Preset] = {
         dict(
             DEFAULTS, dim_embedding=64, num_enc_head=4, num_enc_layer=2, num_tokenizer_head=4,
             num_tokenizer_layer=2, num_dec_head=4, num_dec_layer=1, num_token=32, len_s=32,
-            num_code=64, max_shape_len=0.12, shape_source="window",
+            num_code=64, max_shape_len=0.12, shape_source="window", window_layout="grid",
         ),
         TrainSettings(batch_size=64, grad_accum=1, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                       max_steps=1600, checkpoint_every=400, log_every=20, kmeans_init_step=100,
@@ -82,7 +82,8 @@ PRESETS: dict[str, Preset] = {
 PRESETS["default-authors"] = Preset(
     "default-authors", "the default preset's sizes and schedule with the authors' computation "
     "(none of vqfast's shape remedies)",
-    dict(PRESETS["default"].model, max_shape_len=None, shape_source="tokens"),
+    dict(PRESETS["default"].model, max_shape_len=None, shape_source="tokens",
+         window_layout="learned"),
     replace(PRESETS["default"].train, kmeans_init_step=0, dead_code_every=0),
 )
 
