@@ -116,8 +116,9 @@ def _validate(c: VQShapeConfig) -> None:
     if c.window_layout == "grid":
         need(c.shape_source == "window" and c.max_shape_len is not None,
              "window_layout='grid' places windows of length max_shape_len whose code, mu and "
-             "sigma are measured on the series: set shape_source='window' and max_shape_len "
-             f"(got shape_source={c.shape_source!r}, max_shape_len={c.max_shape_len!r})")
+             "sigma are measured on the series: set shape_source='window' and max_shape_len, "
+             "or window_layout='learned' for the tokenizer's windows (got shape_source="
+             f"{c.shape_source!r}, max_shape_len={c.max_shape_len!r})")
     need(c.max_shape_len is None or MIN_SHAPE_LEN < c.max_shape_len <= 1,
          f"max_shape_len must be None (the authors' windows, up to the series' end) or in "
          f"({MIN_SHAPE_LEN:g}, 1], got {c.max_shape_len!r}")
