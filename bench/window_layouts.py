@@ -17,7 +17,7 @@ import json
 
 import torch
 
-from vqfast import VQShape, ops
+from vqfast import VQShape
 from vqfast.data import load_dataset
 from vqfast.evaluation.probe import ProbeSettings, linear_probe
 from vqfast.model.functional import grid_windows, instance_stats
@@ -33,8 +33,7 @@ def histograms(model, x, windows, batch=512):
         _, out = model(xb, mode="tokenize")
         t, l = windows(xb, out)
         mean, std = instance_stats(xb)
-        s = ops.extract_subsequence(xb.float(), t.contiguous(), l.contiguous(),
-                                    model.config["len_s"], model.config["s_smooth_factor"])
+        s = model._subsequences(xb, t.contiguous(), l.contiguous())
         _, idx, _ = model.codebook(model.window_encoder(measure_windows(s, mean, std)[0]),
                                    compute_loss=False)
         hists.append(torch.nn.functional.one_hot(idx, model.config["num_code"]).sum(1).float())
@@ -77,6 +76,14 @@ def main(argv=None):
         data = load_dataset(args.dataset, length=model.config["len_input"])
         n, C, T = data.x_train.shape
         x_tr, x_te = data.x_train.reshape(-1, T), data.x_test.reshape(-1, T)
+        with torch.no_grad():
+            _, out = model(x_te, mode="tokenize")
+        q = torch.tensor([0.02, 0.5, 0.98])
+        print(json.dumps({"run": run, "learned windows on the test split": {
+            "t quantiles 2/50/98 %": [round(float(v), 3) for v in out["t_pred"].quantile(q)],
+            "l min/median/max": [round(float(out["l_pred"].min()), 4),
+                                 round(float(out["l_pred"].median()), 4),
+                                 round(float(out["l_pred"].max()), 4)]}}), flush=True)
         for name, windows in layouts(model, x_tr).items():
             h_tr = histograms(model, x_tr, windows).reshape(n, -1)
             h_te = histograms(model, x_te, windows).reshape(data.x_test.shape[0], -1)

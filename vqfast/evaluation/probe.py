@@ -236,7 +236,8 @@ def _linear_probe(train_x, train_y, test_x, test_y, kind, settings):
         accs = []
         for s in range(settings.seeds):
             _, _, weights = train_grid(train_x, train_y, num_classes, [wds[g % len(wds)]],
-                                    [drops[g // len(wds)]], epochs, settings, settings.seed + s)
+                                       [drops[g // len(wds)]], epochs, settings,
+                                       settings.seed + s)
             accs.append((predict(test_x, weights) == test_y).float().mean().item())
         accs = torch.tensor(accs)
         selection = (f"grid point and epoch chosen by {k}-fold cross-validation on the training "
@@ -338,7 +339,7 @@ def fit_probe(train_x, train_y, kind: str = "histogram", settings: ProbeSettings
             selection = f"grid point and epoch chosen by {k}-fold cross-validation on train"
         wd, drop = wds[g % len(wds)], drops[g // len(wds)]
         _, _, (W, b) = train_grid(x, train_y, num_classes, [wd], [drop], epochs, settings,
-                               settings.seed)
+                                  settings.seed)
     finally:
         torch.set_flush_denormal(False)
     return FittedProbe(kind, W[0], b[0, 0], shift, divisor, wd, drop, epochs, selection)
